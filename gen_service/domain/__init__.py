@@ -1,0 +1,1 @@
+"""Pure code: no I/O, no await. Data types, prompts, parsing, schedule math, dedup signatures."""

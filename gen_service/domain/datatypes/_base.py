@@ -1,0 +1,256 @@
+"""What every data type module provides, and the pieces they share.
+
+A data type is one module under ``domain/datatypes/`` exporting ``SPEC: DataTypeSpec``; the
+registry in ``__init__`` lists them. Adding a sixth type is one new file and one registry line.
+
+Shared here: the OCEAN sub-model and character profile several types embed, the check helpers
+(placeholder detection, text similarity) and the sampling helpers (names, OCEAN profiles,
+stratified rotation) the context samplers use.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A check takes one validated sample and returns the problems it found (empty: passes).
+Check = Callable[[Any], list[str]]
+
+T = TypeVar("T")
+
+
+class SampleModel(BaseModel):
+    """Base of every sample model: strict about unknown keys, immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemContext:
+    """The sampled brief for one item of a batch: what the prompt asks this item to be about.
+
+    ``facets`` are short key/value pairs rendered into the prompt (e.g. capacity=3,
+    situation="a friend's job loss"); ``quota_key`` names the category a quota can steer."""
+
+    facets: Mapping[str, Any]
+    quota_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DataTypeSpec:
+    name: str  # registry key, e.g. "emotional_authenticity"
+    title: str  # human name, e.g. "Emotional authenticity"
+    description: str  # one paragraph: what a sample teaches the game's model
+    model: type[SampleModel]  # one sample
+    checks: Sequence[Check]  # generation-time checks beyond the schema
+    sample_contexts: Callable[[random.Random, int], list[ItemContext]]  # one brief per item
+    text_for_dedup: Callable[[Any], str]  # the prose a near-duplicate check compares
+
+
+# --- shared sub-models ----------------------------------------------------------------------
+
+OceanTrait = Literal[
+    "openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism"
+]
+OCEAN_TRAITS: tuple[OceanTrait, ...] = (
+    "openness",
+    "conscientiousness",
+    "extraversion",
+    "agreeableness",
+    "neuroticism",
+)
+
+
+class Ocean(SampleModel):
+    """Big Five personality profile, each trait from 0 (very low) to 1 (very high)."""
+
+    openness: float = Field(
+        ge=0, le=1, description="curiosity, imagination, appetite for the new (0 low, 1 high)"
+    )
+    conscientiousness: float = Field(
+        ge=0, le=1, description="order, discipline, reliability (0 low, 1 high)"
+    )
+    extraversion: float = Field(
+        ge=0, le=1, description="sociability, talkativeness, energy from others (0 low, 1 high)"
+    )
+    agreeableness: float = Field(
+        ge=0, le=1, description="warmth, trust, wish to keep the peace (0 low, 1 high)"
+    )
+    neuroticism: float = Field(
+        ge=0, le=1, description="anxiety, moodiness, sensitivity to stress (0 low, 1 high)"
+    )
+
+    def as_dict(self) -> dict[OceanTrait, float]:
+        return {trait: float(getattr(self, trait)) for trait in OCEAN_TRAITS}
+
+
+class CharacterProfile(SampleModel):
+    """A character: a name and a Big Five profile."""
+
+    name: str = Field(min_length=1, description="the character's full name")
+    ocean: Ocean = Field(description="the character's Big Five personality profile, 0..1 each")
+
+
+# --- check helpers --------------------------------------------------------------------------
+
+# Whole strings that are a stand-in, not content (compared lowercased, trailing punctuation off).
+_PLACEHOLDER_STRINGS = frozenset(
+    {
+        "todo",
+        "tbd",
+        "tba",
+        "n/a",
+        "string",
+        "example",
+        "sample",
+        "placeholder",
+        "text",
+        "xxx",
+        "xxxx",
+        "lorem ipsum",
+        "name",
+        "null",
+        "undefined",
+        "unknown",
+        "etc",
+        "same as above",
+        "see above",
+    }
+)
+# Stand-ins inside longer text. Plain words like "example" are only flagged as the whole string:
+# "for example" is ordinary prose.
+_PLACEHOLDER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\blorem ipsum\b", re.IGNORECASE), "lorem ipsum"),
+    (re.compile(r"\[\s*insert\b[^\]]*\]", re.IGNORECASE), "an [insert ...] slot"),
+    (
+        re.compile(r"\[\s*(?:name|character|your|placeholder|x+)\b[^\]]*\]", re.IGNORECASE),
+        "a [...] slot",
+    ),
+    (re.compile(r"<\s*[a-z][a-z _-]{0,30}>", re.IGNORECASE), "a <...> slot"),
+    (re.compile(r"\{\{[^}]*\}\}"), "a {{...}} template slot"),
+    (re.compile(r"\b(?:TODO|TBD|FIXME)\b"), "a TODO/TBD marker"),
+)
+_HAS_WORD = re.compile(r"\w")
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+
+
+def _strings_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings_in(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings_in(item, f"{path}[{index}]")
+
+
+def placeholder_problems(sample: BaseModel) -> list[str]:
+    """Every string in ``sample`` that is empty, whitespace, punctuation only or a placeholder."""
+    problems: list[str] = []
+    for path, text in _strings_in(sample.model_dump(mode="json"), ""):
+        stripped = text.strip()
+        if not stripped:
+            problems.append(f"empty_string: {path} is empty")
+            continue
+        if not _HAS_WORD.search(stripped):
+            problems.append(f"placeholder: {path} is only punctuation ({stripped[:20]!r})")
+            continue
+        if stripped.lower().rstrip(".!?:;,").strip() in _PLACEHOLDER_STRINGS:
+            problems.append(f"placeholder: {path} is a placeholder ({stripped[:20]!r})")
+            continue
+        for pattern, what in _PLACEHOLDER_PATTERNS:
+            if pattern.search(stripped):
+                problems.append(f"placeholder: {path} holds {what}")
+                break
+    return problems
+
+
+def words(text: str) -> set[str]:
+    """The set of lowercased words in ``text`` (punctuation dropped, apostrophes kept)."""
+    return {w.casefold() for w in _WORD.findall(text)}
+
+
+def jaccard(a: str, b: str) -> float:
+    """Word-set Jaccard similarity of two texts, 0 (disjoint) .. 1 (same words)."""
+    wa, wb = words(a), words(b)
+    if not wa and not wb:
+        return 1.0
+    return len(wa & wb) / len(wa | wb)
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two texts are the same once case, spacing and punctuation are ignored."""
+    return _WORD.findall(a.casefold()) == _WORD.findall(b.casefold())
+
+
+def join_prose(*parts: str) -> str:
+    """Prose fields joined for near-duplicate comparison."""
+    return "\n".join(part.strip() for part in parts if part.strip())
+
+
+# --- sampling helpers -----------------------------------------------------------------------
+
+_FIRST_NAMES = (
+    "Amara", "Tomás", "Mei", "Oluwaseun", "Ingrid", "Rahul", "Siobhán", "Kwame", "Yuki",
+    "Leilani", "Dmitri", "Fatima", "Mateo", "Aroha", "Nadia", "Joon-ho", "Priya", "Declan",
+    "Zainab", "Henrik", "Ximena", "Tariq", "Elif", "Kofi", "Marisol", "Bao", "Saoirse",
+    "Ayodele", "Lucía", "Arjun", "Hana", "Emeka", "Vesna", "Ravi", "Ngozi", "Pilar", "Sven",
+    "Thandiwe", "Kenji", "Roisin", "Anaïs", "Farid", "Malia", "Bogdan", "Esperanza", "Idris",
+    "Wren", "Lorenzo", "Noa", "Chidi", "Greta", "Santiago", "Ama", "Jae", "Margit", "Omar",
+    "Tuğba", "Callum", "Inés", "Tevita", "Rosa", "Anton", "Keziah", "Hamid", "Odette", "Niamh",
+    "Ezra", "Paloma", "Sipho", "Lin", "Magnus", "Dalia", "Ife", "Corin", "Yara", "Stellan",
+)  # fmt: skip
+_SURNAMES = (
+    "Okafor", "Reyes", "Lindqvist", "Nakamura", "Haddad", "Kowalski", "Mensah", "Ó Briain",
+    "Castillo", "Ivanova", "Tanaka", "Adeyemi", "Moreau", "Bakshi", "Novak", "Papadopoulos",
+    "Ferreira", "Nguyen", "Abara", "Halvorsen", "Quispe", "Rahimi", "Brennan", "Kaya",
+    "Mbeki", "Sato", "Delgado", "Whitfield", "Osei", "Petrov", "Sandoval", "Achterberg",
+    "Kahananui", "Farouk", "Lund", "Chatterjee", "Varga", "Okoye", "Romano", "Park", "Bianchi",
+    "Tembo", "Gallagher", "Yilmaz", "Ortega", "Strand", "Banerjee", "Hirano", "Mwangi",
+)  # fmt: skip
+
+
+def sample_name(rng: random.Random) -> str:
+    """A full name drawn from a culturally diverse pool."""
+    return f"{rng.choice(_FIRST_NAMES)} {rng.choice(_SURNAMES)}"
+
+
+def sample_ocean(rng: random.Random, *, high: OceanTrait | None = None) -> dict[OceanTrait, float]:
+    """A Big Five profile; each trait low, middling or high so profiles differ visibly.
+
+    With ``high`` set, that trait is drawn clearly above all the others."""
+    profile: dict[OceanTrait, float] = {}
+    for trait in OCEAN_TRAITS:
+        low, top = rng.choice(((0.05, 0.35), (0.35, 0.65), (0.65, 0.95)))
+        profile[trait] = round(rng.uniform(low, top), 2)
+    if high is not None:
+        others = max(v for t, v in profile.items() if t != high)
+        if others > 0.75:
+            for trait in OCEAN_TRAITS:
+                if trait != high:
+                    profile[trait] = round(profile[trait] * 0.75, 2)
+            others = max(v for t, v in profile.items() if t != high)
+        profile[high] = round(rng.uniform(max(others + 0.1, 0.7), 0.97), 2)
+    return profile
+
+
+def describe_ocean(profile: Mapping[OceanTrait, float]) -> str:
+    """``openness 0.72, conscientiousness 0.31, ...`` for an item brief."""
+    return ", ".join(f"{trait} {profile[trait]:.2f}" for trait in OCEAN_TRAITS)
+
+
+def rotation(rng: random.Random, options: Sequence[T], n: int) -> list[T]:
+    """``n`` picks that cycle through ``options`` in a shuffled order, so any ``len(options)``
+    consecutive items cover every option once: designed spread rather than luck."""
+    picks: list[T] = []
+    while len(picks) < n:
+        cycle = list(options)
+        rng.shuffle(cycle)
+        picks.extend(cycle)
+    return picks[:n]

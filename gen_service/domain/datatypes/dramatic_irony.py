@@ -1,0 +1,254 @@
+"""Dramatic irony: the player knows something a character does not, and the character must
+answer anyway. One scenario holds exactly three responses (tone-deaf, misguided, growth); export
+can flatten it into three training examples.
+"""
+
+from __future__ import annotations
+
+import random
+from itertools import combinations
+
+from pydantic import Field
+
+from gen_service.domain.datatypes._base import (
+    CharacterProfile,
+    DataTypeSpec,
+    ItemContext,
+    SampleModel,
+    describe_ocean,
+    jaccard,
+    join_prose,
+    placeholder_problems,
+    rotation,
+    same_text,
+    sample_name,
+    sample_ocean,
+)
+
+
+class IronyCharacter(CharacterProfile):
+    """The character who is missing the crucial information."""
+
+    emotional_capacity: int = Field(
+        ge=1,
+        le=10,
+        description="the character's emotional bandwidth right now: 1 depleted, 10 resourced",
+    )
+
+
+class _OptionText(SampleModel):
+    dialogue: str = Field(min_length=1, description="what the character says, verbatim")
+    internal_reasoning: str = Field(
+        min_length=1,
+        description="why the character, knowing only what they know, chooses these words",
+    )
+    consequence: str = Field(
+        min_length=1,
+        description="what this response sets in motion, as the player (who knows more) sees it",
+    )
+
+
+# The delta bounds overlap but lean apart: a tone-deaf remark can land well in the moment and
+# growth can cost something now, yet growth never scores below tone-deaf (a check enforces it).
+class ToneDeafOption(_OptionText):
+    """The character blunders on, unaware, saying what hurts most given what the player knows."""
+
+    relationship_delta: float = Field(
+        ge=-1,
+        le=0.5,
+        description="net change in the relationship, -1 (wrecked) .. 0.5; usually negative",
+    )
+
+
+class MisguidedOption(_OptionText):
+    """The character means well but acts on their wrong picture of the situation."""
+
+    relationship_delta: float = Field(
+        ge=-1, le=1, description="net change in the relationship, -1 (wrecked) .. 1 (much closer)"
+    )
+
+
+class GrowthOption(_OptionText):
+    """The character senses something is off and responds with openness despite not knowing."""
+
+    relationship_delta: float = Field(
+        ge=-0.5,
+        le=1,
+        description="net change in the relationship, -0.5 .. 1 (much closer); usually positive",
+    )
+
+
+class IronyOptions(SampleModel):
+    """Exactly three responses, one of each kind, each genuinely different."""
+
+    tone_deaf: ToneDeafOption = Field(
+        description="oblivious response that makes the player wince given what they know"
+    )
+    misguided: MisguidedOption = Field(
+        description="well-meant response built on the character's false picture"
+    )
+    growth: GrowthOption = Field(
+        description="response where the character reads between the lines and does better"
+    )
+
+
+class DramaticIronySample(SampleModel):
+    """A scene where the player knows what the character does not, with three responses."""
+
+    setting: str = Field(min_length=1, description="where and when the scene takes place")
+    character: IronyCharacter = Field(description="the character who does not know")
+    player_knows: str = Field(
+        min_length=1, description="the fact the player has learned, concretely"
+    )
+    character_doesnt_know: str = Field(
+        min_length=1, description="what the character is unaware of or wrong about"
+    )
+    why_unknown: str = Field(
+        min_length=1,
+        description="why the character has no way of knowing it yet (who hid it, how, why)",
+    )
+    knowledge_gap: str = Field(
+        min_length=1,
+        description=(
+            "what the gap makes the scene mean: why the player wants to shout at the screen"
+        ),
+    )
+    tension: float = Field(
+        ge=0, le=1, description="how strongly the gap pulls at the player, 0 flat .. 1 unbearable"
+    )
+    options: IronyOptions = Field(
+        description="the three ways the character can respond: tone_deaf, misguided, growth"
+    )
+
+
+SIMILARITY_LIMIT = 0.6
+
+
+def check_options_differ(sample: DramaticIronySample) -> list[str]:
+    """The three dialogues are genuinely different lines, not rewordings of one."""
+    problems: list[str] = []
+    dialogues = {
+        "tone_deaf": sample.options.tone_deaf.dialogue,
+        "misguided": sample.options.misguided.dialogue,
+        "growth": sample.options.growth.dialogue,
+    }
+    for (name_a, a), (name_b, b) in combinations(dialogues.items(), 2):
+        if same_text(a, b):
+            problems.append(f"options_identical: {name_a} and {name_b} have the same dialogue")
+        elif (similarity := jaccard(a, b)) >= SIMILARITY_LIMIT:
+            problems.append(
+                f"options_too_similar: {name_a} and {name_b} dialogues share "
+                f"{similarity:.0%} of their words (limit {SIMILARITY_LIMIT:.0%})"
+            )
+    return problems
+
+
+def check_growth_not_worse(sample: DramaticIronySample) -> list[str]:
+    """Growth never leaves the relationship worse off than the tone-deaf response."""
+    growth = sample.options.growth.relationship_delta
+    tone_deaf = sample.options.tone_deaf.relationship_delta
+    if growth < tone_deaf:
+        return [
+            f"delta_order: growth relationship_delta {growth:+.2f} is below "
+            f"tone_deaf's {tone_deaf:+.2f}"
+        ]
+    return []
+
+
+def check_placeholders(sample: DramaticIronySample) -> list[str]:
+    """No empty or placeholder strings anywhere in the sample."""
+    return placeholder_problems(sample)
+
+
+# Random schema-valid data passes with probability about 0.75: the delta bounds make
+# P(growth < tone_deaf) = P(both in the shared [-0.5, 0.5]) / 2 = (2/3)^2 / 2 ≈ 0.22, and random
+# word strings rarely share 60% of their words. tests/domain/test_datatypes.py measures it.
+CHECKS = (check_placeholders, check_options_differ, check_growth_not_worse)
+
+# --- context sampler ------------------------------------------------------------------------
+
+GAP_KINDS: dict[str, str] = {
+    "secret": "someone close is keeping a secret that changes everything for the character",
+    "betrayal": "someone the character trusts has already betrayed them",
+    "danger": "danger is coming that the character cannot see",
+    "misunderstanding": "the character has misread someone's intentions completely",
+    "hidden_identity": "someone near the character is not who they claim to be",
+    "impending_loss": "the character is about to lose someone or something and does not know",
+    "benevolent_deception": "people are hiding a kind surprise or sacrifice from the character",
+    "hidden_illness": "someone the character loves is ill and hiding it",
+    "stolen_credit": "the character's work or idea has been quietly taken by someone they praise",
+    "overheard_plan": "the player overheard a plan that involves the character",
+    "false_hope": "the thing the character is counting on has already fallen through",
+    "unrequited_feeling": "someone's feelings for the character are not what the character thinks",
+}
+
+SETTINGS = (
+    "a wedding rehearsal dinner",
+    "a fishing boat before dawn",
+    "a night shift in a hospital ward",
+    "a family restaurant at closing time",
+    "a mountain hut in a snowstorm",
+    "a campaign office on election night",
+    "a school reunion",
+    "a rooftop garden in a crowded city",
+    "a village festival",
+    "a lighthouse keeper's cottage",
+    "a touring band's van",
+    "a refugee centre's kitchen",
+    "a chess club tournament",
+    "a small-town police station",
+    "a university lab the night before a deadline",
+    "a space station's galley",
+    "a border market",
+    "a funeral home's reception room",
+)
+
+TENSION_TARGETS = ("0.55-0.70 (simmering)", "0.70-0.85 (high)", "0.85-1.00 (unbearable)")
+
+
+def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
+    """One brief per item: knowledge-gap kinds rotated, settings, characters and tension
+    targets varied."""
+    gaps = rotation(rng, tuple(GAP_KINDS), n)
+    tensions = rotation(rng, TENSION_TARGETS, n)
+    settings = rotation(rng, SETTINGS, n)
+    contexts: list[ItemContext] = []
+    for gap, tension, setting in zip(gaps, tensions, settings, strict=True):
+        facets = {
+            "knowledge_gap_kind": f"{GAP_KINDS[gap]} ({gap.replace('_', ' ')})",
+            "setting": setting,
+            "character": sample_name(rng),
+            "emotional_capacity": f"{rng.randint(1, 10)}/10",
+            "personality": describe_ocean(sample_ocean(rng)),
+            "target_tension": tension,
+        }
+        contexts.append(ItemContext(facets=facets, quota_key=gap))
+    return contexts
+
+
+def text_for_dedup(sample: DramaticIronySample) -> str:
+    options = (sample.options.tone_deaf, sample.options.misguided, sample.options.growth)
+    return join_prose(
+        sample.setting,
+        sample.player_knows,
+        sample.character_doesnt_know,
+        sample.why_unknown,
+        sample.knowledge_gap,
+        *(part for o in options for part in (o.dialogue, o.internal_reasoning, o.consequence)),
+    )
+
+
+SPEC = DataTypeSpec(
+    name="dramatic_irony",
+    title="Dramatic irony",
+    description=(
+        "Scenes where the player knows something the character does not. Each scenario states "
+        "what the player knows, what the character is missing and why, and gives exactly three "
+        "responses: a tone-deaf one, a misguided one and one that shows growth, each with its "
+        "reasoning, its consequence and its effect on the relationship."
+    ),
+    model=DramaticIronySample,
+    checks=CHECKS,
+    sample_contexts=sample_contexts,
+    text_for_dedup=text_for_dedup,
+)

@@ -1,0 +1,257 @@
+"""Relationship scoring: a player action, the character's response, and a 0..1 score of what the
+interaction does to the relationship, with the rationale and the factors behind it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import Field
+
+from gen_service.domain.datatypes._base import (
+    DataTypeSpec,
+    ItemContext,
+    SampleModel,
+    join_prose,
+    placeholder_problems,
+    rotation,
+    same_text,
+    sample_name,
+)
+
+InteractionType = Literal[
+    "comfort",
+    "betrayal",
+    "gift",
+    "joke",
+    "apology",
+    "refusal",
+    "confession",
+    "criticism",
+    "favor",
+    "broken_promise",
+    "kept_promise",
+    "boundary_setting",
+    "flirtation",
+    "teasing",
+    "lie",
+    "sacrifice",
+    "standing_up_for_them",
+    "forgetting_something_important",
+    "unsolicited_advice",
+    "sharing_a_secret",
+]
+FactorEffect = Literal["strengthens", "damages", "mixed"]
+
+
+class Factor(SampleModel):
+    """One thing about the interaction that moves the relationship."""
+
+    factor: str = Field(
+        min_length=1, description="what about the interaction matters, specific to these two"
+    )
+    effect: FactorEffect = Field(
+        description="whether this factor strengthens or damages the relationship, or is mixed"
+    )
+
+
+class RelationshipScoringSample(SampleModel):
+    """A player action, the character's response, and what it does to the relationship."""
+
+    character_name: str = Field(min_length=1, description="the character's full name")
+    relationship_context: str = Field(
+        min_length=1,
+        description="who the character is to the player, their shared history and current state",
+    )
+    interaction_type: InteractionType = Field(description="the kind of thing the player does")
+    player_action: str = Field(min_length=1, description="what the player says or does, concretely")
+    character_response: str = Field(
+        min_length=1, description="how the character reacts: words and behaviour"
+    )
+    factors: list[Factor] = Field(
+        min_length=1,
+        max_length=6,
+        description="1 to 6 factors that decide how the interaction lands",
+    )
+    rationale: str = Field(
+        min_length=1,
+        description="why the score is what it is for this character and this history",
+    )
+    score: float = Field(
+        ge=0,
+        le=1,
+        description=(
+            "what the interaction does to the relationship: 0 badly damaged, 0.5 unchanged, "
+            "1 much stronger"
+        ),
+    )
+
+
+HIGH_SCORE = 0.7
+LOW_SCORE = 0.3
+
+
+def check_score_matches_factors(sample: RelationshipScoringSample) -> list[str]:
+    """A high score needs a strengthening factor; a low score needs a damaging one."""
+    effects = {f.effect for f in sample.factors}
+    if sample.score >= HIGH_SCORE and "strengthens" not in effects:
+        return [
+            f"score_factor_mismatch: score {sample.score:.2f} but no factor strengthens "
+            "the relationship"
+        ]
+    if sample.score <= LOW_SCORE and "damages" not in effects:
+        return [
+            f"score_factor_mismatch: score {sample.score:.2f} but no factor damages "
+            "the relationship"
+        ]
+    return []
+
+
+def check_rationale_differs(sample: RelationshipScoringSample) -> list[str]:
+    """The rationale explains the response rather than repeating it."""
+    if same_text(sample.rationale, sample.character_response):
+        return ["rationale_repeats_response: rationale is the character_response again"]
+    return []
+
+
+def check_factors_differ(sample: RelationshipScoringSample) -> list[str]:
+    """No factor is listed twice."""
+    seen: list[str] = []
+    problems: list[str] = []
+    for index, factor in enumerate(sample.factors):
+        if any(same_text(factor.factor, earlier) for earlier in seen):
+            problems.append(f"factor_repeated: factor {index + 1} repeats an earlier factor")
+        seen.append(factor.factor)
+    return problems
+
+
+def check_placeholders(sample: RelationshipScoringSample) -> list[str]:
+    """No empty or placeholder strings anywhere in the sample."""
+    return placeholder_problems(sample)
+
+
+# Random schema-valid data passes with probability about 0.8: with 1..6 factors of 3 effects,
+# P(no "strengthens") averages (1/6) * sum((2/3)^k, k=1..6) ≈ 0.30, so each of the two score
+# rules fails 0.3 * 0.30 ≈ 0.09 of samples. tests/domain/test_datatypes.py measures it.
+CHECKS = (
+    check_placeholders,
+    check_score_matches_factors,
+    check_rationale_differs,
+    check_factors_differ,
+)
+
+# --- context sampler ------------------------------------------------------------------------
+
+SCORE_BANDS = (
+    "0.00-0.20 (badly damaging)",
+    "0.20-0.40 (hurtful)",
+    "0.40-0.60 (mixed or neutral)",
+    "0.60-0.80 (good)",
+    "0.80-1.00 (deeply strengthening)",
+)
+# The bands (indexes into SCORE_BANDS) where each interaction plausibly lands. A thoughtless
+# gift or a clumsy comfort can hurt, so most types span the range; a betrayal never deepens trust.
+_PLAUSIBLE_BANDS: dict[InteractionType, range] = {
+    "comfort": range(5),
+    "betrayal": range(2),
+    "gift": range(5),
+    "joke": range(5),
+    "apology": range(5),
+    "refusal": range(4),
+    "confession": range(5),
+    "criticism": range(4),
+    "favor": range(1, 5),
+    "broken_promise": range(3),
+    "kept_promise": range(2, 5),
+    "boundary_setting": range(1, 5),
+    "flirtation": range(5),
+    "teasing": range(5),
+    "lie": range(3),
+    "sacrifice": range(2, 5),
+    "standing_up_for_them": range(2, 5),
+    "forgetting_something_important": range(3),
+    "unsolicited_advice": range(4),
+    "sharing_a_secret": range(1, 5),
+}
+
+# Who the character is; how they stand with the player comes from RELATIONSHIP_STAGES, so
+# the roles say nothing about the player (no "the player's oldest friend" among strangers).
+CHARACTER_ROLES = (
+    "a guarded blacksmith",
+    "a retired detective",
+    "a shy apprentice",
+    "a grieving innkeeper",
+    "a proud ship's captain",
+    "a street musician",
+    "a new recruit",
+    "a sceptical scholar",
+    "a widowed farmer",
+    "a charming smuggler",
+    "a night-shift nurse",
+    "a teenage runaway",
+    "an ageing stage actor",
+    "a union organiser",
+    "a ferry pilot",
+    "a beekeeper",
+)
+
+RELATIONSHIP_STAGES = (
+    "strangers meeting for the second time",
+    "new acquaintances",
+    "friends for years",
+    "siblings who rarely talk",
+    "close friends with one old wound",
+    "recently reconciled after a falling-out",
+    "strained and wary",
+    "romantic and early",
+    "bound by a shared secret",
+    "mentor and student",
+    "rivals turned reluctant allies",
+)
+
+
+def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
+    """One brief per item: target score bands spread over 0..1, an interaction type that can
+    plausibly land in that band, and varied characters and relationship stages."""
+    bands = rotation(rng, range(len(SCORE_BANDS)), n)
+    roles = rotation(rng, CHARACTER_ROLES, n)
+    stages = rotation(rng, RELATIONSHIP_STAGES, n)
+    contexts: list[ItemContext] = []
+    for band, role, stage in zip(bands, roles, stages, strict=True):
+        fitting = [kind for kind, spread in _PLAUSIBLE_BANDS.items() if band in spread]
+        interaction = rng.choice(fitting)
+        facets = {
+            "interaction_type": interaction,
+            "target_score": SCORE_BANDS[band],
+            "character": f"{sample_name(rng)}, {role}",
+            "relationship_with_the_player": stage,
+        }
+        contexts.append(ItemContext(facets=facets, quota_key=interaction))
+    return contexts
+
+
+def text_for_dedup(sample: RelationshipScoringSample) -> str:
+    return join_prose(
+        sample.relationship_context,
+        sample.player_action,
+        sample.character_response,
+        sample.rationale,
+        *(f.factor for f in sample.factors),
+    )
+
+
+SPEC = DataTypeSpec(
+    name="relationship_scoring",
+    title="Relationship scoring",
+    description=(
+        "Player-character interactions scored from 0 (badly damaging) to 1 (deeply "
+        "strengthening): the relationship's context, what the player does, how the character "
+        "responds, the factors that decide how it lands and the rationale for the score, so "
+        "the game's model learns what builds and what erodes a relationship."
+    ),
+    model=RelationshipScoringSample,
+    checks=CHECKS,
+    sample_contexts=sample_contexts,
+    text_for_dedup=text_for_dedup,
+)

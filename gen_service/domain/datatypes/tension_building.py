@@ -1,0 +1,203 @@
+"""Tension building: how a scene creates suspense by giving the player part of something and
+owing them the rest (incomplete revelation, contradictory behaviour, information debt,
+foreshadowing), and when it pays off.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import Field
+
+from gen_service.domain.datatypes._base import (
+    DataTypeSpec,
+    ItemContext,
+    SampleModel,
+    jaccard,
+    join_prose,
+    placeholder_problems,
+    rotation,
+    same_text,
+    sample_name,
+)
+
+Technique = Literal[
+    "incomplete_revelation", "contradictory_behavior", "information_debt", "foreshadowing"
+]
+PayoffTiming = Literal["immediate", "short", "medium", "long"]
+
+
+class TensionBuildingSample(SampleModel):
+    """One suspense beat: what is shown, what is held back, and how it pays off."""
+
+    technique: Technique = Field(
+        description=(
+            "incomplete_revelation (part of a truth shown), contradictory_behavior (a character "
+            "acts against what we know of them), information_debt (the story owes the player an "
+            "answer), foreshadowing (an early hint of a later event)"
+        )
+    )
+    setup: str = Field(min_length=1, description="the scene and characters, concretely")
+    revealed: str = Field(min_length=1, description="what the player is shown or told")
+    withheld: str = Field(
+        min_length=1, description="what is deliberately held back, and who holds it"
+    )
+    player_question: str = Field(
+        min_length=1, description="the question the player is left asking, in their words"
+    )
+    suspense_analysis: str = Field(
+        min_length=1, description="why this gap creates suspense for this player at this moment"
+    )
+    payoff: str = Field(
+        min_length=1, description="how and when the withheld part is finally delivered"
+    )
+    payoff_timing: PayoffTiming = Field(
+        description=(
+            "when the payoff lands: immediate (same scene), short (within a scene or two), "
+            "medium (later in the chapter), long (acts later)"
+        )
+    )
+    tension: float = Field(ge=0, le=1, description="how much suspense the beat creates, 0..1")
+
+
+NEAR_SAME = 0.8
+# A hint only foreshadows if the event comes later; a debt paid in the same scene was never owed.
+_DEFERRED_TECHNIQUES = ("foreshadowing", "information_debt")
+
+
+def check_revealed_vs_withheld(sample: TensionBuildingSample) -> list[str]:
+    """What is shown and what is held back are different things."""
+    if same_text(sample.revealed, sample.withheld):
+        return ["revealed_equals_withheld: revealed and withheld are the same text"]
+    if jaccard(sample.revealed, sample.withheld) >= NEAR_SAME:
+        return ["revealed_equals_withheld: revealed and withheld are nearly the same text"]
+    return []
+
+
+def check_payoff_delivers(sample: TensionBuildingSample) -> list[str]:
+    """The payoff delivers something new, not the revelation again."""
+    if same_text(sample.payoff, sample.revealed):
+        return ["payoff_repeats_revealed: the payoff only restates what was revealed"]
+    return []
+
+
+def check_technique_timing(sample: TensionBuildingSample) -> list[str]:
+    """Foreshadowing and information debt cannot pay off immediately."""
+    if sample.technique in _DEFERRED_TECHNIQUES and sample.payoff_timing == "immediate":
+        return [
+            f"technique_timing_mismatch: {sample.technique} with an immediate payoff; "
+            "it needs a short, medium or long delay"
+        ]
+    return []
+
+
+def check_placeholders(sample: TensionBuildingSample) -> list[str]:
+    """No empty or placeholder strings anywhere in the sample."""
+    return placeholder_problems(sample)
+
+
+# Random schema-valid data passes with probability about 0.87: only the technique/timing rule
+# bites (P = 2/4 techniques * 1/4 timings = 0.125); random word strings are neither the same nor
+# 80% overlapping. tests/domain/test_datatypes.py measures it.
+CHECKS = (
+    check_placeholders,
+    check_revealed_vs_withheld,
+    check_payoff_delivers,
+    check_technique_timing,
+)
+
+# --- context sampler ------------------------------------------------------------------------
+
+TECHNIQUES: tuple[Technique, ...] = (
+    "incomplete_revelation",
+    "contradictory_behavior",
+    "information_debt",
+    "foreshadowing",
+)
+_TIMINGS: dict[Technique, tuple[PayoffTiming, ...]] = {
+    "incomplete_revelation": ("immediate", "short", "medium", "long"),
+    "contradictory_behavior": ("immediate", "short", "medium", "long"),
+    "information_debt": ("short", "medium", "long"),
+    "foreshadowing": ("short", "medium", "long"),
+}
+
+GENRES = (
+    "small-town mystery",
+    "family drama",
+    "workplace thriller",
+    "frontier survival",
+    "court intrigue",
+    "near-future science fiction",
+    "ghost story",
+    "heist",
+    "coming-of-age",
+    "romance",
+    "war-time resistance",
+    "seafaring adventure",
+)
+
+SUBJECTS = (
+    "a locked drawer",
+    "a letter never sent",
+    "a missing hour",
+    "a scar",
+    "a stranger at a funeral",
+    "a changed will",
+    "a phone that keeps buzzing",
+    "a name said in sleep",
+    "an old photograph",
+    "a debt",
+    "a broken promise",
+    "a sudden kindness",
+    "a lie about a trip",
+    "a recurring dream",
+    "a child's drawing",
+)
+
+
+def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
+    """One brief per item: techniques rotated, payoff timings fitting each technique, genres and
+    subjects varied."""
+    techniques = rotation(rng, TECHNIQUES, n)
+    genres = rotation(rng, GENRES, n)
+    subjects = rotation(rng, SUBJECTS, n)
+    contexts: list[ItemContext] = []
+    for technique, genre, subject in zip(techniques, genres, subjects, strict=True):
+        facets = {
+            "technique": technique,
+            "payoff_timing": rng.choice(_TIMINGS[technique]),
+            "genre": genre,
+            "built_around": subject,
+            "a_character_named": sample_name(rng),
+            "target_tension": f"{rng.uniform(0.45, 0.95):.2f}",
+        }
+        contexts.append(ItemContext(facets=facets, quota_key=technique))
+    return contexts
+
+
+def text_for_dedup(sample: TensionBuildingSample) -> str:
+    return join_prose(
+        sample.setup,
+        sample.revealed,
+        sample.withheld,
+        sample.player_question,
+        sample.suspense_analysis,
+        sample.payoff,
+    )
+
+
+SPEC = DataTypeSpec(
+    name="tension_building",
+    title="Tension building",
+    description=(
+        "Suspense beats for the game's narrator: a technique (incomplete revelation, "
+        "contradictory behaviour, information debt or foreshadowing), what is revealed, what "
+        "is withheld, the question the player is left with, why it creates suspense, and how "
+        "and when it pays off."
+    ),
+    model=TensionBuildingSample,
+    checks=CHECKS,
+    sample_contexts=sample_contexts,
+    text_for_dedup=text_for_dedup,
+)

@@ -1,0 +1,54 @@
+"""Value objects that travel from producers to the writer (pure data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SampleStatus = Literal["accepted", "rejected", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRow:
+    """One parsed item. Producers send ``accepted`` or ``rejected``; the writer decides
+    ``duplicate`` because only it sees every committed sample."""
+
+    datatype: str
+    status: SampleStatus
+    payload_json: str
+    content_hash: str | None = None
+    reason: str | None = None
+    quota_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """One request to the model and everything it produced, committed in one transaction."""
+
+    datatype: str
+    model: str
+    phase: str
+    status: Literal["ok", "failed"]
+    attempts: int
+    requested: int
+    temperature: float
+    num_predict: int
+    seed: int
+    created_at: str  # UTC ISO-8601
+    day: str  # the calendar day in the configured time zone, YYYY-MM-DD
+    error: str | None = None
+    prompt_tokens: int = 0
+    eval_tokens: int = 0
+    total_s: float = 0.0
+    load_s: float = 0.0
+    eval_s: float = 0.0
+    latency_s: float = 0.0
+    samples: tuple[SampleRow, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    batch_id: int
+    accepted: int
+    rejected: int
+    duplicates: int

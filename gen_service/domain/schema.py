@@ -1,0 +1,63 @@
+"""JSON schemas sent to backends for constrained decoding.
+
+Grammar converters (Ollama's, llama.cpp's, vLLM's) handle plain, self-contained schemas best,
+so the pydantic schema is inlined: ``$ref`` to ``$defs`` replaced by the definition and
+``title`` noise dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+BATCH_KEY = "samples"
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` with every local ``$ref`` replaced by its definition."""
+    defs: dict[str, Any] = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+
+    def walk(node: Any, depth: int) -> Any:
+        if depth > 50:
+            raise ValueError("schema nests too deeply (recursive $ref?)")
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(("#/$defs/", "#/definitions/")):
+                target = defs[ref.rsplit("/", 1)[1]]
+                merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+                return walk(merged, depth + 1)
+            return {
+                k: walk(v, depth + 1)
+                for k, v in node.items()
+                if k not in ("$defs", "definitions", "title")
+            }
+        if isinstance(node, list):
+            return [walk(v, depth + 1) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema, 0)
+    return result
+
+
+def item_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return inline_refs(model.model_json_schema())
+
+
+def batch_schema(model: type[BaseModel], batch_size: int) -> dict[str, Any]:
+    """``{"samples": [...]}`` holding exactly ``batch_size`` items of ``model``."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    return {
+        "type": "object",
+        "properties": {
+            BATCH_KEY: {
+                "type": "array",
+                "items": item_schema(model),
+                "minItems": batch_size,
+                "maxItems": batch_size,
+            }
+        },
+        "required": [BATCH_KEY],
+        "additionalProperties": False,
+    }

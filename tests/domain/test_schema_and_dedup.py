@@ -1,0 +1,69 @@
+"""Batch schemas for constrained decoding, and exact-duplicate hashing."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from gen_service.domain.dedup import content_hash
+from gen_service.domain.schema import batch_schema, inline_refs
+
+
+class Inner(BaseModel):
+    level: Literal["low", "high"]
+
+
+class Outer(BaseModel):
+    inner: Inner
+    others: list[Inner] = Field(min_length=1, max_length=3)
+    score: float = Field(ge=0, le=1)
+
+
+def _has_ref(node: object) -> bool:
+    if isinstance(node, dict):
+        return "$ref" in node or any(_has_ref(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_ref(v) for v in node)
+    return False
+
+
+def test_batch_schema_asks_for_exactly_n_items() -> None:
+    """The batch schema pins minItems and maxItems to the batch size."""
+    schema = batch_schema(Outer, 7)
+    array = schema["properties"]["samples"]
+    assert (array["minItems"], array["maxItems"]) == (7, 7)
+    assert schema["required"] == ["samples"]
+
+
+def test_refs_are_inlined() -> None:
+    """No $ref or $defs survive, so every grammar converter can read the schema."""
+    schema = batch_schema(Outer, 2)
+    assert not _has_ref(schema)
+    assert "$defs" not in str(schema)
+    item = schema["properties"]["samples"]["items"]
+    assert item["properties"]["inner"]["properties"]["level"]["enum"] == ["low", "high"]
+    assert item["properties"]["others"]["items"]["properties"]["level"]["enum"] == ["low", "high"]
+    assert item["properties"]["score"]["maximum"] == 1
+
+
+def test_inline_refs_keeps_sibling_keys() -> None:
+    """Keys beside a $ref (such as a description) are kept."""
+    schema = {
+        "$defs": {"A": {"type": "string"}},
+        "properties": {"a": {"$ref": "#/$defs/A", "description": "d"}},
+    }
+    assert inline_refs(schema)["properties"]["a"] == {"type": "string", "description": "d"}
+
+
+def test_content_hash_ignores_cosmetic_differences() -> None:
+    """Key order, case, spacing and float noise do not change the hash."""
+    a = {"text": "Hello   World", "score": 0.50001, "tags": ["A"]}
+    b = {"tags": ["a"], "score": 0.5, "text": "hello world"}
+    assert content_hash(a) == content_hash(b)
+
+
+def test_content_hash_sees_real_differences() -> None:
+    """A changed word or number changes the hash."""
+    assert content_hash({"text": "hello world"}) != content_hash({"text": "hello there"})
+    assert content_hash({"score": 0.5}) != content_hash({"score": 0.6})
