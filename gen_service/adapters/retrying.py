@@ -1,0 +1,110 @@
+"""Retry policy shared by every backend: retry only named, retryable failures, with capped
+exponential backoff and jitter, a Retry-After honoured, and truncation answered with a larger
+``num_predict`` rather than a wait."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import anyio
+import structlog
+
+from gen_service.errors import (
+    BackendError,
+    BackendUnavailable,
+    GenServiceError,
+    InvalidCompletion,
+    TruncatedOutput,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 3
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    max_total_s: float | None = None  # give up early once this much time went by
+    num_predict_cap: int = 32768  # truncation retries grow num_predict up to this
+
+    def backoff(self, retry: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based): full jitter."""
+        if retry_after is not None:
+            return min(self.max_s, retry_after)
+        ceiling = min(self.max_s, self.initial_s * 2 ** (retry - 1))
+        return float(ceiling * (0.5 + rng.random() / 2))
+
+
+@dataclass(slots=True)
+class Attempts(Generic[T]):
+    value: T
+    attempts: int
+    errors: list[str] = field(default_factory=list)
+    num_predict: int = 0
+
+
+class RetriesExhausted(GenServiceError):
+    """Every attempt failed with a retryable error; ``last`` is the final one."""
+
+    def __init__(self, attempts: int, errors: list[str], last: GenServiceError) -> None:
+        super().__init__(f"gave up after {attempts} attempts: {errors[-1] if errors else last}")
+        self.attempts = attempts
+        self.errors = errors
+        self.last = last
+
+
+async def with_retries(
+    call: Callable[[int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    num_predict: int,
+    rng: random.Random,
+    log: structlog.typing.FilteringBoundLogger,
+) -> Attempts[T]:
+    """Run ``call(num_predict)`` until it succeeds, retrying retryable failures.
+
+    Non-retryable errors (``BackendRejected`` and anything not a GenServiceError) propagate at
+    once; after ``max_retries`` retries :class:`RetriesExhausted` is raised."""
+    errors: list[str] = []
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            value = await call(num_predict)
+        except TruncatedOutput as exc:
+            error: GenServiceError = exc
+            delay = 0.0
+            num_predict = min(policy.num_predict_cap, max(num_predict + 1, num_predict * 2))
+        except BackendUnavailable as exc:
+            error = exc
+            delay = policy.backoff(attempt, rng, exc.retry_after)
+        except InvalidCompletion as exc:
+            error = exc
+            delay = 0.0  # the model answered; sampling again is the remedy, not waiting
+        except BackendError:
+            raise
+        else:
+            return Attempts(value, attempt, errors, num_predict)
+        errors.append(f"attempt {attempt}: {type(error).__name__}: {error}")
+        out_of_time = (
+            policy.max_total_s is not None
+            and time.monotonic() - started + delay > policy.max_total_s
+        )
+        if attempt > policy.max_retries or out_of_time:
+            raise RetriesExhausted(attempt, errors, error)
+        log.warning(
+            "backend.retry_scheduled",
+            attempt=attempt,
+            error_type=type(error).__name__,
+            error=str(error),
+            delay_s=round(delay, 2),
+            num_predict=num_predict,
+        )
+        if delay > 0:
+            await anyio.sleep(delay)

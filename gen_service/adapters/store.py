@@ -1,0 +1,474 @@
+"""The SQLite store: the source of truth, and its schema is part of the interface.
+
+WAL mode so ``gen-service status`` and ``sqlite3`` read while the service writes; one writer
+task commits each batch in one transaction with ``synchronous=FULL``, so a committed sample
+survives kill -9 and power loss. Counters per (data type, day) are kept by triggers, which keeps
+``progress`` fast on millions of rows and right after manual edits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gen_service.domain.records import BatchRecord, CommitResult
+from gen_service.errors import StoreError
+
+# Each entry migrates from version i to i + 1; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        status      TEXT NOT NULL DEFAULT 'running'
+                    CHECK (status IN ('running', 'finished', 'stopped', 'crashed')),
+        pid         INTEGER,
+        host        TEXT,
+        version     TEXT,
+        config_path TEXT,
+        mode        TEXT
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE targets (
+        datatype     TEXT PRIMARY KEY,
+        model        TEXT NOT NULL,
+        daily_target INTEGER NOT NULL,
+        total_target INTEGER NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE TABLE batches (
+        id            INTEGER PRIMARY KEY,
+        run_id        INTEGER REFERENCES runs(id),
+        datatype      TEXT NOT NULL,
+        model         TEXT NOT NULL,
+        phase         TEXT,
+        status        TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+        attempts      INTEGER NOT NULL,
+        error         TEXT,
+        requested     INTEGER NOT NULL,
+        valid         INTEGER NOT NULL DEFAULT 0,
+        invalid       INTEGER NOT NULL DEFAULT 0,
+        accepted      INTEGER NOT NULL DEFAULT 0,
+        rejected      INTEGER NOT NULL DEFAULT 0,
+        duplicates    INTEGER NOT NULL DEFAULT 0,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        eval_tokens   INTEGER NOT NULL DEFAULT 0,
+        total_s       REAL NOT NULL DEFAULT 0,
+        load_s        REAL NOT NULL DEFAULT 0,
+        eval_s        REAL NOT NULL DEFAULT 0,
+        latency_s     REAL NOT NULL DEFAULT 0,
+        seed          INTEGER,
+        temperature   REAL,
+        num_predict   INTEGER,
+        created_at    TEXT NOT NULL,
+        day           TEXT NOT NULL
+    );
+    CREATE INDEX batches_by_type_day ON batches (datatype, day);
+    CREATE INDEX batches_by_created ON batches (created_at);
+    CREATE TABLE samples (
+        id           INTEGER PRIMARY KEY,
+        batch_id     INTEGER NOT NULL REFERENCES batches(id),
+        datatype     TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('accepted', 'rejected', 'duplicate')),
+        reason       TEXT,
+        content_hash TEXT,
+        quota_key    TEXT,
+        payload      TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        day          TEXT NOT NULL
+    );
+    -- Two accepted samples of one type never share a content hash: the database enforces it.
+    CREATE UNIQUE INDEX samples_accepted_hash ON samples (datatype, content_hash)
+        WHERE status = 'accepted';
+    CREATE INDEX samples_by_batch ON samples (batch_id);
+    CREATE INDEX samples_by_type_status ON samples (datatype, status);
+    CREATE TABLE daily_counts (
+        datatype   TEXT NOT NULL,
+        day        TEXT NOT NULL,
+        accepted   INTEGER NOT NULL DEFAULT 0,
+        rejected   INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (datatype, day)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER samples_count_insert AFTER INSERT ON samples BEGIN
+        INSERT INTO daily_counts (datatype, day, accepted, rejected, duplicates)
+        VALUES (NEW.datatype, NEW.day, NEW.status = 'accepted', NEW.status = 'rejected',
+                NEW.status = 'duplicate')
+        ON CONFLICT (datatype, day) DO UPDATE SET
+            accepted = accepted + (NEW.status = 'accepted'),
+            rejected = rejected + (NEW.status = 'rejected'),
+            duplicates = duplicates + (NEW.status = 'duplicate');
+    END;
+    CREATE TRIGGER samples_count_delete AFTER DELETE ON samples BEGIN
+        UPDATE daily_counts SET
+            accepted = accepted - (OLD.status = 'accepted'),
+            rejected = rejected - (OLD.status = 'rejected'),
+            duplicates = duplicates - (OLD.status = 'duplicate')
+        WHERE datatype = OLD.datatype AND day = OLD.day;
+    END;
+    CREATE TRIGGER samples_count_update AFTER UPDATE OF status, datatype, day ON samples BEGIN
+        UPDATE daily_counts SET
+            accepted = accepted - (OLD.status = 'accepted'),
+            rejected = rejected - (OLD.status = 'rejected'),
+            duplicates = duplicates - (OLD.status = 'duplicate')
+        WHERE datatype = OLD.datatype AND day = OLD.day;
+        INSERT INTO daily_counts (datatype, day, accepted, rejected, duplicates)
+        VALUES (NEW.datatype, NEW.day, NEW.status = 'accepted', NEW.status = 'rejected',
+                NEW.status = 'duplicate')
+        ON CONFLICT (datatype, day) DO UPDATE SET
+            accepted = accepted + (NEW.status = 'accepted'),
+            rejected = rejected + (NEW.status = 'rejected'),
+            duplicates = duplicates + (NEW.status = 'duplicate');
+    END;
+    CREATE TABLE phase_log (
+        id          INTEGER PRIMARY KEY,
+        run_id      INTEGER REFERENCES runs(id),
+        phase       TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        model       TEXT,
+        load_s      REAL,
+        gpu_share   REAL,
+        note        TEXT
+    );
+    -- "today" is the calendar day in the service's time zone; the service keeps its UTC
+    -- offset in settings so plain sqlite3 sessions see the same day it does.
+    CREATE VIEW progress AS
+    WITH today (day) AS (
+        SELECT date('now', COALESCE(
+            (SELECT value FROM settings WHERE key = 'utc_offset_modifier'), '+0 minutes'))
+    )
+    SELECT t.datatype AS datatype,
+           COALESCE(SUM(c.accepted), 0) AS accepted,
+           COALESCE(SUM(c.rejected), 0) AS rejected,
+           COALESCE(SUM(c.duplicates), 0) AS duplicates,
+           COALESCE(SUM(CASE WHEN c.day = (SELECT day FROM today) THEN c.accepted END), 0)
+               AS today,
+           t.daily_target AS daily_target,
+           t.total_target AS total_target,
+           ROUND(100.0 * COALESCE(SUM(c.accepted), 0) / NULLIF(t.total_target, 0), 1)
+               AS pct_of_total
+    FROM targets t LEFT JOIN daily_counts c ON c.datatype = t.datatype
+    GROUP BY t.datatype;
+    CREATE VIEW hourly_rate AS
+    SELECT strftime('%Y-%m-%d %H:00', created_at) AS hour,
+           datatype,
+           model,
+           COUNT(*) AS batches,
+           SUM(status = 'failed') AS failed_batches,
+           SUM(accepted) AS accepted,
+           SUM(eval_tokens) AS eval_tokens,
+           ROUND(SUM(eval_tokens) / NULLIF(SUM(eval_s), 0), 1) AS tokens_per_s
+    FROM batches GROUP BY hour, datatype, model;
+    CREATE VIEW failures AS
+    SELECT id AS batch_id, created_at, datatype, model, phase, status, attempts, error
+    FROM batches WHERE status = 'failed' OR error IS NOT NULL;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def utc_offset_modifier(tz: dt.tzinfo, now: dt.datetime | None = None) -> str:
+    """The SQLite date modifier that turns UTC 'now' into the zone's wall clock."""
+    now = now or dt.datetime.now(dt.UTC)
+    offset = now.astimezone(tz).utcoffset() or dt.timedelta()
+    return f"{int(offset.total_seconds() // 60):+d} minutes"
+
+
+@dataclass(frozen=True, slots=True)
+class TypeCounts:
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    accepted_today: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: int
+    started_at: str
+
+
+class Store:
+    """Async access for the service. Exactly one writer task uses the write methods."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path) -> AsyncIterator[Store]:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the database {path}: {exc}. Fix: check that the folder exists "
+                "and is writable, or point [service].db at another file."
+            ) from None
+        try:
+            await _prepare(conn, path)
+            yield cls(conn, path)
+        finally:
+            await conn.close()
+
+    # -- runs and settings -------------------------------------------------------------------
+
+    async def start_run(self, *, version: str, config_path: str, mode: str) -> RunInfo:
+        started = utc_now()
+        # A run still marked running was killed (SIGKILL, power loss): say so.
+        await self._execute("UPDATE runs SET status = 'crashed' WHERE status = 'running'", ())
+        cur = await self._execute(
+            "INSERT INTO runs (started_at, pid, host, version, config_path, mode) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (started, os.getpid(), socket.gethostname(), version, config_path, mode),
+        )
+        assert cur.lastrowid is not None
+        return RunInfo(cur.lastrowid, started)
+
+    async def finish_run(self, run_id: int, status: str) -> None:
+        await self._execute(
+            "UPDATE runs SET ended_at = ?, status = ? WHERE id = ?", (utc_now(), status, run_id)
+        )
+
+    async def set_targets(
+        self, targets: Iterable[tuple[str, str, int, int]], tz: dt.tzinfo
+    ) -> None:
+        """Record (datatype, model, daily, total) for the progress view, and the zone."""
+        now = utc_now()
+        async with self._transaction():
+            await self._conn.execute("DELETE FROM targets")
+            await self._conn.executemany(
+                "INSERT INTO targets (datatype, model, daily_target, total_target, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(d, m, daily, total, now) for d, m, daily, total in targets],
+            )
+            await self._set_setting("utc_offset_modifier", utc_offset_modifier(tz))
+
+    async def refresh_day(self, tz: dt.tzinfo) -> None:
+        """Keep the stored UTC offset current across DST changes."""
+        await self._set_setting("utc_offset_modifier", utc_offset_modifier(tz))
+
+    async def _set_setting(self, key: str, value: str) -> None:
+        await self._conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- batches -----------------------------------------------------------------------------
+
+    async def commit_batch(self, run_id: int | None, batch: BatchRecord) -> CommitResult:
+        """Insert a batch and its samples in one transaction; exact duplicates of accepted
+        samples (committed earlier or earlier in this batch) are stored as ``duplicate``."""
+        candidates = [s.content_hash for s in batch.samples if s.status == "accepted"]
+        async with self._transaction():
+            seen: set[str] = set()
+            if candidates:
+                marks = ",".join("?" * len(candidates))
+                async with self._conn.execute(
+                    "SELECT content_hash FROM samples WHERE datatype = ? AND status = 'accepted'"
+                    f" AND content_hash IN ({marks})",
+                    (batch.datatype, *candidates),
+                ) as cur:
+                    seen.update(row[0] for row in await cur.fetchall())
+            rows: list[tuple[Any, ...]] = []
+            accepted = rejected = duplicates = 0
+            for sample in batch.samples:
+                status, reason = sample.status, sample.reason
+                if status == "accepted":
+                    if sample.content_hash in seen:
+                        status, reason = "duplicate", "exact duplicate of an accepted sample"
+                        duplicates += 1
+                    else:
+                        assert sample.content_hash is not None
+                        seen.add(sample.content_hash)
+                        accepted += 1
+                else:
+                    rejected += 1
+                rows.append(
+                    (
+                        sample.datatype,
+                        status,
+                        reason,
+                        sample.content_hash,
+                        sample.quota_key,
+                        sample.payload_json,
+                        batch.created_at,
+                        batch.day,
+                    )
+                )
+            cur = await self._conn.execute(
+                "INSERT INTO batches (run_id, datatype, model, phase, status, attempts, error,"
+                " requested, valid, invalid, accepted, rejected, duplicates, prompt_tokens,"
+                " eval_tokens, total_s, load_s, eval_s, latency_s, seed, temperature,"
+                " num_predict, created_at, day)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    batch.datatype,
+                    batch.model,
+                    batch.phase,
+                    batch.status,
+                    batch.attempts,
+                    batch.error,
+                    batch.requested,
+                    accepted + duplicates,
+                    rejected,
+                    accepted,
+                    rejected,
+                    duplicates,
+                    batch.prompt_tokens,
+                    batch.eval_tokens,
+                    batch.total_s,
+                    batch.load_s,
+                    batch.eval_s,
+                    batch.latency_s,
+                    batch.seed,
+                    batch.temperature,
+                    batch.num_predict,
+                    batch.created_at,
+                    batch.day,
+                ),
+            )
+            batch_id = cur.lastrowid
+            await cur.close()
+            assert batch_id is not None
+            await self._conn.executemany(
+                "INSERT INTO samples (batch_id, datatype, status, reason, content_hash,"
+                " quota_key, payload, created_at, day) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(batch_id, *row) for row in rows],
+            )
+        return CommitResult(batch_id, accepted, rejected, duplicates)
+
+    async def type_counts(self, day: str) -> dict[str, TypeCounts]:
+        """Accepted / rejected / duplicate totals per data type, and accepted on ``day``."""
+        async with self._conn.execute(
+            "SELECT datatype, SUM(accepted), SUM(rejected), SUM(duplicates),"
+            " SUM(CASE WHEN day = ? THEN accepted ELSE 0 END)"
+            " FROM daily_counts GROUP BY datatype",
+            (day,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return {r[0]: TypeCounts(r[1], r[2], r[3], r[4]) for r in rows}
+
+    async def log_phase_start(self, run_id: int, phase: str, kind: str, model: str | None) -> int:
+        cur = await self._execute(
+            "INSERT INTO phase_log (run_id, phase, kind, started_at, model) VALUES (?,?,?,?,?)",
+            (run_id, phase, kind, utc_now(), model),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def log_phase_end(
+        self,
+        phase_id: int,
+        *,
+        load_s: float | None = None,
+        gpu_share: float | None = None,
+        note: str | None = None,
+    ) -> None:
+        await self._execute(
+            "UPDATE phase_log SET ended_at = ?, load_s = COALESCE(?, load_s),"
+            " gpu_share = COALESCE(?, gpu_share), note = COALESCE(?, note) WHERE id = ?",
+            (utc_now(), load_s, gpu_share, note, phase_id),
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _execute(self, sql: str, params: tuple[Any, ...]) -> aiosqlite.Cursor:
+        try:
+            cur = await self._conn.execute(sql, params)
+            await cur.close()
+            return cur
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}") from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: cannot begin a transaction: {exc}") from exc
+        try:
+            yield
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            raise
+        try:
+            await self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: commit failed: {exc}") from exc
+
+
+async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
+    try:
+        mode = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise StoreError(f"database {path}: cannot switch to WAL mode (got {mode!r})")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA busy_timeout = 10000")
+        row = await (await conn.execute("PRAGMA user_version")).fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {path} has schema version {version}, newer than this gen-service "
+                f"understands ({SCHEMA_VERSION}). Fix: upgrade gen-service, or use another db."
+            )
+        for target in range(version, SCHEMA_VERSION):
+            await conn.executescript(
+                "BEGIN IMMEDIATE;\n"
+                + MIGRATIONS[target]
+                + f"\nPRAGMA user_version = {target + 1};\nCOMMIT;"
+            )
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"cannot use the database {path}: {exc}. Fix: check it is a gen-service SQLite "
+            "file (not another file type) and not corrupted; point [service].db elsewhere to "
+            "start a new one."
+        ) from None
+
+
+# -- synchronous reads for the CLI (status works while the service writes) ------------------
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        raise StoreError(
+            f"no database at {path} yet. Fix: start the service (gen-service run) or check "
+            "[service].db in the config."
+        )
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path} for reading: {exc}") from None
+
+
+def query(
+    conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | tuple[Any, ...] = ()
+) -> list[sqlite3.Row]:
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"database query failed: {exc}") from None

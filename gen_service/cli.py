@@ -1,0 +1,209 @@
+"""The ``gen-service`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gen_service import __version__
+from gen_service.errors import EXIT_OK, EXIT_USAGE, GenServiceError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage; keep sysexits' EX_USAGE
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        code: int = args.func(args)
+        return code
+    except GenServiceError as exc:
+        print(f"gen-service: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gen-service",
+        description="Generate structured character-psychology training data with local LLMs.",
+    )
+    parser.add_argument("--version", action="version", version=f"gen-service {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            help="config file (default: ./gen-service.toml, /etc/gen-service/gen-service.toml)",
+        )
+
+    p = sub.add_parser("run", help="run the service (foreground; systemd runs this)")
+    config_arg(p)
+    p.add_argument(
+        "--until-done",
+        action="store_true",
+        help="exit 0 once every total target is met (default: run until stopped)",
+    )
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("status", help="progress per data type, from the database")
+    config_arg(p)
+    p.add_argument("--json", action="store_true", help="print the dashboard as JSON")
+    p.add_argument("--db", type=Path, default=None, help="read this database (no config needed)")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("check-config", help="validate a config file: prints ok or the problem")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("fake-ollama", help="serve a fake Ollama (a test double) for dry runs")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=11434)
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiplies simulated durations; 0 answers at once (default 1)",
+    )
+    p.add_argument("--tokens-per-s", type=float, default=40.0)
+    p.add_argument("--vram-gb", type=float, default=12.0)
+    p.add_argument("--num-parallel", type=int, default=4)
+    p.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="probability of each injected fault per request (default 0)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_fake_ollama)
+    return parser
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from gen_service.config import load_config
+
+    load_config(args.path)
+    print("ok")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gen_service.config import find_config, load_config
+    from gen_service.logs import configure_logging
+    from gen_service.service.supervisor import run_service
+
+    cfg = load_config(find_config(args.config))
+    configure_logging(cfg.service.log_format, cfg.service.log_level)
+    outcome = anyio.run(
+        lambda: run_service(cfg, until_done=args.until_done),
+        backend="asyncio",
+        backend_options={"use_uvloop": _uvloop_available()},
+    )
+    return outcome.exit_code
+
+
+def _uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from gen_service.adapters.store import open_readonly
+    from gen_service.service.status import dashboard
+
+    cfg = None
+    if args.db is not None:
+        db = args.db
+    else:
+        from gen_service.config import find_config, load_config
+
+        cfg = load_config(find_config(args.config), check_prompts=False)
+        db = cfg.service.db
+    conn = open_readonly(db)
+    try:
+        data = dashboard(conn, cfg, now=dt.datetime.now(dt.UTC))
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        _print_status(data)
+    return EXIT_OK
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=120)
+    table = Table(title=f"gen-service — {data['database']}", title_justify="left")
+    table.add_column("data type", no_wrap=True)
+    for col in (
+        "accepted",
+        "today",
+        "daily target",
+        "total target",
+        "% total",
+        "rejected",
+        "duplicates",
+    ):
+        table.add_column(col, justify="right")
+    for name, row in data["datatypes"].items():
+        pct = row["pct_of_total"]
+        table.add_row(
+            name,
+            f"{row['accepted']:,}",
+            f"{row['today']:,}",
+            f"{row['daily_target']:,}",
+            f"{row['total_target']:,}",
+            "-" if pct is None else f"{pct:.1f}",
+            f"{row['rejected']:,}",
+            f"{row['duplicates']:,}",
+        )
+    console.print(table)
+    state = "running" if data["service_running"] else "not running"
+    console.print(
+        f"service {state}; phase {data['current_phase'] or '-'}; model "
+        f"{data['current_model'] or '-'}; {data['samples_generated']:,} accepted; "
+        f"{data['samples_per_hour']:,.0f}/h over the last hour; "
+        f"{data['batches_failed']:,} failed batches; "
+        f"estimated completion {data['estimated_completion'] or '-'}"
+    )
+
+
+def _cmd_fake_ollama(args: argparse.Namespace) -> int:
+    from gen_service.testing.fake_ollama import FakeConfig, FaultRates, serve_forever
+
+    config = FakeConfig(
+        vram_bytes=int(args.vram_gb * 2**30),
+        num_parallel=args.num_parallel,
+        tokens_per_s=args.tokens_per_s,
+        time_scale=args.time_scale,
+        faults=FaultRates.uniform(args.fault_rate),
+        seed=args.seed,
+    )
+    print("fake Ollama: a test double; what it generates is not real data", file=sys.stderr)
+    serve_forever(config, args.host, args.port)
+    return EXIT_OK

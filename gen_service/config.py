@@ -1,0 +1,422 @@
+"""The configuration: a frozen pydantic tree that mirrors the TOML tables.
+
+One function loads it (:func:`load_config`); it is validated completely at start and again on
+SIGHUP, and every problem becomes a :class:`~gen_service.errors.ConfigError` whose message names
+the file, the key and the fix. The format is an interface (see ``config-example.toml``): keys are
+added, never renamed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gen_service.errors import ConfigError
+
+DEFAULT_CONFIG_PATHS = (Path("gen-service.toml"), Path("/etc/gen-service/gen-service.toml"))
+
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceConfig(_Section):
+    db: Path = Path("samples.db")
+    prompts_dir: Path = Path("prompts")
+    timezone: str = "local"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 60
+    metrics_addr: str = ""
+    progress: Literal["auto", "on", "off"] = "auto"  # progress bars on a terminal
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value != "local":
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin' "
+                    "or 'local'"
+                ) from None
+        return value
+
+    def tzinfo(self) -> dt.tzinfo:
+        if self.timezone == "local":
+            local = dt.datetime.now().astimezone().tzinfo
+            assert local is not None
+            return local
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class BackendConfig(_Section):
+    kind: Literal["ollama", "openai", "llamacpp"] = "ollama"
+    url: str = "http://127.0.0.1:11434"
+    num_parallel: Annotated[int, Field(ge=1, le=256)] = 4
+    request_timeout_s: Annotated[float, Field(gt=0)] = 900
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 3
+    retry_initial_s: Annotated[float, Field(ge=0)] = 1.0
+    retry_max_s: Annotated[float, Field(ge=0)] = 60.0
+    keep_alive: str = "30m"  # how long a loaded model stays after its last request
+    api_key_env: str = ""  # openai: name of the environment variable holding the key
+    response_format: Literal["auto", "json_schema", "json_object"] = "auto"  # openai
+    n_threads: Annotated[int, Field(ge=1)] | None = None  # llamacpp
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL, e.g. 'http://127.0.0.1:11434'")
+        return value.rstrip("/")
+
+
+class GpuConfig(_Section):
+    vram_gb: Annotated[float, Field(gt=0)] | None = None  # None: read it from nvidia-smi
+    reserve_gb: Annotated[float, Field(ge=0)] = 0.5
+
+
+class ModelConfig(_Section):
+    name: Annotated[str, Field(min_length=1)]
+    num_ctx: Annotated[int, Field(ge=256, le=1_048_576)] = 8192
+    num_gpu: Annotated[int, Field(ge=0)] | None = None  # GPU layers (Ollama option); None: auto
+    endpoints: tuple[str, ...] = ()  # openai: base URLs (with /v1) that serve this model
+    path: Path | None = None  # llamacpp: a GGUF file; None: the embedded default
+    tokens_per_s: Annotated[float, Field(gt=0)] | None = None  # for `plan` before measuring
+
+
+class DatatypeConfig(_Section):
+    model: Annotated[str, Field(min_length=1)]
+    batch_size: Annotated[int, Field(ge=1, le=50)]
+    temperature: Annotated[float, Field(ge=0, le=2)]
+    think: bool = False
+    num_predict: Annotated[int, Field(ge=16, le=131_072)] = 6000
+    daily_target: Annotated[int, Field(ge=0)]
+    total_target: Annotated[int, Field(ge=0)]
+
+
+class ValidationConfig(_Section):
+    model: str = "judge"
+    sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.10
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.3
+    flag_below: Annotated[float, Field(ge=0, le=1)] = 0.70
+    regenerate_flagged: bool = True
+
+
+class DedupConfig(_Section):
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.85
+
+
+class PhaseConfig(_Section):
+    name: Annotated[str, Field(min_length=1)]
+    kind: Literal["generate", "validate", "process"]
+    datatypes: tuple[str, ...] = ()
+    start: Annotated[str, Field(pattern=_HHMM)] | None = None
+    end: Annotated[str, Field(pattern=_HHMM)] | None = None
+
+    @model_validator(mode="after")
+    def _datatypes_match_kind(self) -> PhaseConfig:
+        if self.kind == "generate" and not self.datatypes:
+            raise ValueError(
+                f"generate phase {self.name!r} names no data types; add datatypes = [...]"
+            )
+        if self.kind != "generate" and self.datatypes:
+            raise ValueError(f"{self.kind} phase {self.name!r} takes no datatypes; remove the key")
+        return self
+
+    def minutes(self) -> tuple[int, int]:
+        """(start, end) in minutes after midnight; end may be 1440 (24:00)."""
+        assert self.start is not None and self.end is not None
+        return _minutes(self.start), _minutes(self.end)
+
+
+class ScheduleConfig(_Section):
+    mode: Literal["clock", "sequential"] = "clock"
+    backfill: bool = True
+    phases: tuple[PhaseConfig, ...] = ()
+
+
+class Config(_Section):
+    service: ServiceConfig = ServiceConfig()
+    backend: BackendConfig = BackendConfig()
+    gpu: GpuConfig = GpuConfig()
+    models: dict[str, ModelConfig]
+    datatypes: dict[str, DatatypeConfig]
+    validation: ValidationConfig = ValidationConfig()
+    dedup: DedupConfig = DedupConfig()
+    schedule: ScheduleConfig
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        from gen_service.domain.datatypes import REGISTRY
+
+        for name, dtc in self.datatypes.items():
+            if name not in REGISTRY:
+                raise _KeyProblem(
+                    ("datatypes", name),
+                    f"unknown data type {name!r}; known types are {', '.join(REGISTRY)}",
+                )
+            if dtc.model not in self.models:
+                raise _KeyProblem(
+                    ("datatypes", name, "model"),
+                    f"model role {dtc.model!r} is not defined; add a [models.{dtc.model}] "
+                    f"table or use one of: {', '.join(self.models) or '(none defined)'}",
+                )
+            if dtc.total_target and dtc.daily_target > dtc.total_target:
+                raise _KeyProblem(
+                    ("datatypes", name, "daily_target"),
+                    f"daily_target {dtc.daily_target} exceeds total_target {dtc.total_target}; "
+                    "lower the daily target or raise the total",
+                )
+        if self.validation.model not in self.models and any(
+            p.kind == "validate" for p in self.schedule.phases
+        ):
+            raise _KeyProblem(
+                ("validation", "model"),
+                f"model role {self.validation.model!r} is not defined; add a "
+                f"[models.{self.validation.model}] table or name an existing role",
+            )
+        if not self.schedule.phases:
+            raise _KeyProblem(
+                ("schedule", "phases"),
+                'no phases; add at least one [[schedule.phases]] table with kind = "generate"',
+            )
+        names: set[str] = set()
+        for i, phase in enumerate(self.schedule.phases):
+            if phase.name in names:
+                raise _KeyProblem(
+                    ("schedule", "phases", i, "name"),
+                    f"phase name {phase.name!r} is used twice; give each phase its own name",
+                )
+            names.add(phase.name)
+            for dtn in phase.datatypes:
+                if dtn not in self.datatypes:
+                    raise _KeyProblem(
+                        ("schedule", "phases", i, "datatypes"),
+                        f"phase {phase.name!r} names data type {dtn!r}, which has no "
+                        f"[datatypes.{dtn}] table; add one or remove it from the phase",
+                    )
+        if self.schedule.mode == "clock":
+            _check_clock_phases(self.schedule.phases)
+        return self
+
+    # -- convenience -------------------------------------------------------------------------
+
+    def model_for(self, datatype: str) -> ModelConfig:
+        return self.models[self.datatypes[datatype].model]
+
+    def generate_datatypes(self) -> list[str]:
+        """Data types that some generate phase produces, in schedule order, each once."""
+        seen: dict[str, None] = {}
+        for phase in self.schedule.phases:
+            for dtn in phase.datatypes:
+                seen.setdefault(dtn)
+        return list(seen)
+
+
+class _KeyProblem(ValueError):
+    """Raised inside validators to point at a key other than the one being validated."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _check_clock_phases(phases: tuple[PhaseConfig, ...]) -> None:
+    covered: dict[int, str] = {}
+    for i, phase in enumerate(phases):
+        if phase.start is None or phase.end is None:
+            raise _KeyProblem(
+                ("schedule", "phases", i, "start" if phase.start is None else "end"),
+                f'clock phase {phase.name!r} needs start and end ("HH:MM", end may be '
+                '"24:00"); add them, or set [schedule] mode = "sequential"',
+            )
+        start, end = phase.minutes()
+        if start == end:
+            raise _KeyProblem(
+                ("schedule", "phases", i, "end"),
+                f"phase {phase.name!r} starts and ends at {phase.start}; give it a length",
+            )
+        span = range(start, end) if end > start else [*range(start, 1440), *range(0, end)]
+        for minute in span:
+            other = covered.get(minute % 1440)
+            if other is not None:
+                raise _KeyProblem(
+                    ("schedule", "phases", i, "start"),
+                    f"phase {phase.name!r} ({phase.start}-{phase.end}) overlaps phase "
+                    f"{other!r} at {minute // 60 % 24:02d}:{minute % 60:02d}; move one of them",
+                )
+            covered[minute % 1440] = phase.name
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def find_config(explicit: Path | None) -> Path:
+    """The config path to use: the one given, else ./gen-service.toml, else /etc/..."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(
+                f"{explicit}: no such config file. Fix: pass the path of an existing TOML "
+                "file to --config (see systemd/gen-service.toml or quickstart.toml).",
+                path=str(explicit),
+            )
+        return explicit
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        "no config file found: looked for ./gen-service.toml and "
+        "/etc/gen-service/gen-service.toml. Fix: pass --config PATH, or copy "
+        "quickstart.toml (embedded model) or systemd/gen-service.toml (Ollama) to "
+        "./gen-service.toml."
+    )
+
+
+def load_config(path: Path, *, check_prompts: bool = True) -> Config:
+    """Read, validate and resolve one config file; raise ConfigError on any problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the config file ({exc.strerror}). Fix: check the path and "
+            "its permissions.",
+            path=str(path),
+        ) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: {exc}. Fix: correct the syntax at that line "
+            "(strings need quotes, tables [name], arrays of tables [[name]]).",
+            path=str(path),
+        ) from None
+    cfg = parse_config(raw, path)
+    if check_prompts:
+        check_templates(cfg)
+    return cfg
+
+
+def parse_config(raw: Mapping[str, Any], path: Path) -> Config:
+    """Validate a parsed TOML document; resolve relative paths against the file's folder."""
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, path) from None
+    except _KeyProblem as exc:  # pragma: no cover - pydantic wraps these; kept for safety
+        raise ConfigError(_format(path, exc.loc, exc.message), path=str(path)) from None
+    base = path.resolve().parent
+    service = cfg.service.model_copy(
+        update={
+            "db": _resolve(base, cfg.service.db),
+            "prompts_dir": _resolve(base, cfg.service.prompts_dir),
+        }
+    )
+    models = {
+        role: m.model_copy(update={"path": _resolve(base, m.path)}) if m.path else m
+        for role, m in cfg.models.items()
+    }
+    return cfg.model_copy(update={"service": service, "models": models, "source": path})
+
+
+def check_templates(cfg: Config) -> None:
+    """Load the prompt library and render one prompt per configured data type."""
+    import random
+
+    from gen_service.adapters.prompt_files import load_prompt_library
+    from gen_service.domain.datatypes import REGISTRY
+
+    library = load_prompt_library(cfg.service.prompts_dir, list(cfg.datatypes))
+    for name, dtc in cfg.datatypes.items():
+        spec = REGISTRY[name]
+        rng = random.Random(0)
+        library.render(
+            spec,
+            batch_size=dtc.batch_size,
+            contexts=spec.sample_contexts(rng, dtc.batch_size),
+            rng=rng,
+        )
+
+
+def _resolve(base: Path, value: Path) -> Path:
+    value = Path(os.path.expanduser(value))
+    return value if value.is_absolute() else base / value
+
+
+def _toml_key(loc: tuple[str | int, ...]) -> str:
+    """('datatypes', 'x', 'batch_size') -> '[datatypes.x] batch_size'."""
+    parts = [p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "tagged")))]
+    if not parts:
+        return "(top level)"
+    if len(parts) == 1:
+        return str(parts[0])
+    table = ""
+    for p in parts[:-1]:
+        table += f"[{p}]" if isinstance(p, int) else (f".{p}" if table else str(p))
+    return f"[{table}] {parts[-1]}"
+
+
+def _format(path: Path, loc: tuple[str | int, ...], problem: str) -> str:
+    return f"{path}: {_toml_key(loc)}: {problem}"
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or correct its spelling (see config-example.toml for the keys)",
+    "missing": "add it",
+    "literal_error": "use one of the allowed values",
+    "string_pattern_mismatch": 'write times as "HH:MM" (00:00 to 24:00)',
+}
+
+
+def _config_error(exc: ValidationError, path: Path) -> ConfigError:
+    lines: list[str] = []
+    first_key: str | None = None
+    for err in exc.errors():
+        loc: tuple[str | int, ...] = tuple(err["loc"])
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _KeyProblem):
+            loc = ctx_error.loc
+            message = ctx_error.message
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif err["type"] == "missing":
+                message = "required key is missing"
+            elif "input" in err and not isinstance(err["input"], dict | list):
+                message = f"{err['input']!r}: {message}"
+            fix = _FIXES.get(err["type"])
+            if fix:
+                message = f"{message}. Fix: {fix}"
+        if first_key is None:
+            first_key = _toml_key(loc)
+        lines.append(f"{_toml_key(loc)}: {message}")
+    head = f"{path}: invalid configuration: " + lines[0]
+    if len(lines) > 1:
+        head += "; also " + "; ".join(lines[1:])
+    return ConfigError(head + ".", path=str(path), key=first_key)

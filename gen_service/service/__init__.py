@@ -1,0 +1,1 @@
+"""The running service: supervisor, producers, writer, in one anyio task group."""

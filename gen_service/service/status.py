@@ -1,0 +1,102 @@
+"""The dashboard behind ``gen-service status``: read-only queries, fast on large databases
+(counts come from the trigger-kept ``daily_counts`` table, never from scanning samples)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from typing import Any
+
+from gen_service.adapters.store import query
+from gen_service.config import Config
+
+
+def dashboard(conn: sqlite3.Connection, cfg: Config | None, *, now: dt.datetime) -> dict[str, Any]:
+    """The memo's dashboard keys plus per-type counts (SPEC §6)."""
+    rows = query(conn, "SELECT * FROM progress ORDER BY datatype")
+    datatypes: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        datatypes[r["datatype"]] = {
+            "accepted": r["accepted"],
+            "today": r["today"],
+            "daily_target": r["daily_target"],
+            "total_target": r["total_target"],
+            "pct_of_total": r["pct_of_total"],
+            "rejected": r["rejected"],
+            "duplicates": r["duplicates"],
+        }
+    if cfg is not None:  # show types in schedule order
+        order = {name: i for i, name in enumerate(cfg.datatypes)}
+        datatypes = dict(sorted(datatypes.items(), key=lambda kv: order.get(kv[0], 99)))
+    hour_ago = (now - dt.timedelta(hours=1)).isoformat(timespec="milliseconds")
+    day_ago = (now - dt.timedelta(hours=24)).isoformat(timespec="milliseconds")
+    last_hour = query(
+        conn,
+        "SELECT COALESCE(SUM(accepted), 0) AS n, MIN(created_at) AS first FROM batches"
+        " WHERE created_at >= ?",
+        (hour_ago,),
+    )[0]
+    last_day = query(
+        conn,
+        "SELECT COALESCE(SUM(accepted), 0) AS n, MIN(created_at) AS first FROM batches"
+        " WHERE created_at >= ?",
+        (day_ago,),
+    )[0]
+    failed = query(conn, "SELECT COUNT(*) AS n FROM batches WHERE status = 'failed'")[0]["n"]
+    latest = query(conn, "SELECT model, phase, created_at FROM batches ORDER BY id DESC LIMIT 1")
+    run = query(conn, "SELECT * FROM runs ORDER BY id DESC LIMIT 1")
+    running = bool(run) and run[0]["status"] == "running" and _alive(run[0]["pid"])
+    per_hour = _rate(last_hour["n"], last_hour["first"], now)
+    per_hour_day = _rate(last_day["n"], last_day["first"], now)
+    remaining = sum(max(0, v["total_target"] - v["accepted"]) for v in datatypes.values())
+    rate_for_eta = per_hour_day or per_hour
+    eta = None
+    if remaining == 0 and datatypes:
+        eta = "done"
+    elif rate_for_eta > 0:
+        eta = (now + dt.timedelta(hours=remaining / rate_for_eta)).isoformat(timespec="seconds")
+    return {
+        "database": str(_db_path(conn)),
+        "service_running": running,
+        "run_id": run[0]["id"] if run else None,
+        "samples_generated": sum(v["accepted"] for v in datatypes.values()),
+        "samples_per_hour": round(per_hour, 1),
+        "samples_per_hour_24h": round(per_hour_day, 1),
+        "current_model": latest[0]["model"] if latest and running else None,
+        "current_phase": latest[0]["phase"] if latest and running else None,
+        # GPU figures come from the model scheduler's phase log (not measured by this build).
+        "gpu_utilization": None,
+        "vram_usage": None,
+        "estimated_completion": eta,
+        "quality_score_avg": None,  # filled once the judge has scored samples
+        "batches_failed": failed,
+        "samples_remaining": remaining,
+        "datatypes": datatypes,
+    }
+
+
+def _rate(count: int, first: str | None, now: dt.datetime) -> float:
+    """Accepted per hour over the window that actually has data (at least 60 s)."""
+    if not count or first is None:
+        return 0.0
+    start = dt.datetime.fromisoformat(first)
+    hours = max((now - start).total_seconds(), 60.0) / 3600
+    return count / hours
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _db_path(conn: sqlite3.Connection) -> str:
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else ""

@@ -1,0 +1,169 @@
+"""The SQLite store against real database files in tmp_path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gen_service.adapters.store import SCHEMA_VERSION, Store, open_readonly, utc_offset_modifier
+from gen_service.domain.records import BatchRecord, SampleRow
+from gen_service.errors import StoreError
+
+pytestmark = pytest.mark.anyio
+
+
+def batch(*rows: SampleRow, status: str = "ok", day: str = "2026-11-25") -> BatchRecord:
+    return BatchRecord(
+        datatype="personality_traits",
+        model="qwen3:8b",
+        phase="p",
+        status=status,  # type: ignore[arg-type]
+        attempts=1,
+        requested=len(rows),
+        temperature=0.9,
+        num_predict=100,
+        seed=1,
+        created_at="2026-11-25T10:00:00.000+00:00",
+        day=day,
+        samples=rows,
+    )
+
+
+def row(h: str, status: str = "accepted") -> SampleRow:
+    return SampleRow("personality_traits", status, '{"x": 1}', content_hash=h)  # type: ignore[arg-type]
+
+
+async def test_schema_is_created_in_wal_mode(tmp_path: Path) -> None:
+    """A new database gets the current schema version, WAL mode and the documented views."""
+    db = tmp_path / "s.db"
+    async with Store.open(db):
+        pass
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+    assert {"progress", "hourly_rate", "failures"} <= views
+    conn.close()
+
+
+async def test_exact_duplicates_become_duplicate_rows(tmp_path: Path) -> None:
+    """A hash already accepted, or repeated within a batch, is stored as duplicate."""
+    async with Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run(version="t", config_path="c", mode="sequential")
+        first = await store.commit_batch(run.run_id, batch(row("a"), row("b"), row("a")))
+        second = await store.commit_batch(
+            run.run_id, batch(row("b"), row("c"), row("x", "rejected"))
+        )
+        counts = await store.type_counts("2026-11-25")
+    assert (first.accepted, first.duplicates) == (2, 1)
+    assert (second.accepted, second.duplicates, second.rejected) == (1, 1, 1)
+    c = counts["personality_traits"]
+    assert (c.accepted, c.duplicates, c.rejected, c.accepted_today) == (3, 2, 1, 3)
+
+
+async def test_unique_index_refuses_two_accepted_with_one_hash(tmp_path: Path) -> None:
+    """The database itself refuses a second accepted sample with the same hash."""
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        run = await store.start_run(version="t", config_path="c", mode="sequential")
+        await store.commit_batch(run.run_id, batch(row("a")))
+    conn = sqlite3.connect(db)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(
+            "INSERT INTO samples (batch_id, datatype, status, content_hash, payload, created_at,"
+            " day) VALUES (1, 'personality_traits', 'accepted', 'a', '{}', 'now', 'd')"
+        )
+    conn.close()
+
+
+async def test_progress_view_counts_and_targets(tmp_path: Path) -> None:
+    """progress shows accepted, rejected, duplicates, today and the targets per type."""
+    db = tmp_path / "s.db"
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    async with Store.open(db) as store:
+        await store.set_targets([("personality_traits", "qwen3:8b", 10, 100)], dt.UTC)
+        run = await store.start_run(version="t", config_path="c", mode="sequential")
+        await store.commit_batch(run.run_id, batch(row("a"), row("b"), day=today))
+        await store.commit_batch(run.run_id, batch(row("c"), day="2020-01-01"))
+        await store.commit_batch(run.run_id, batch(status="failed", day=today))
+    conn = open_readonly(db)
+    r = conn.execute("SELECT * FROM progress").fetchone()
+    assert dict(r) == {
+        "datatype": "personality_traits",
+        "accepted": 3,
+        "rejected": 0,
+        "duplicates": 0,
+        "today": 2,
+        "daily_target": 10,
+        "total_target": 100,
+        "pct_of_total": 3.0,
+    }
+    failures = conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+    assert failures == 1
+    conn.close()
+
+
+async def test_counts_follow_manual_status_changes(tmp_path: Path) -> None:
+    """Triggers keep daily_counts right when a reviewer changes a status by hand."""
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        run = await store.start_run(version="t", config_path="c", mode="sequential")
+        await store.commit_batch(run.run_id, batch(row("a"), row("b")))
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE samples SET status = 'rejected' WHERE content_hash = 'a'")
+    conn.execute("DELETE FROM samples WHERE content_hash = 'b'")
+    conn.commit()
+    conn.close()
+    async with Store.open(db) as store:
+        c = (await store.type_counts("2026-11-25"))["personality_traits"]
+    assert (c.accepted, c.rejected) == (0, 1)
+
+
+async def test_crashed_run_is_marked_on_next_start(tmp_path: Path) -> None:
+    """A run left 'running' (killed) is marked crashed by the next start."""
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        await store.start_run(version="t", config_path="c", mode="sequential")
+    async with Store.open(db) as store:
+        await store.start_run(version="t", config_path="c", mode="sequential")
+    conn = sqlite3.connect(db)
+    assert [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY id")] == [
+        "crashed",
+        "running",
+    ]
+    conn.close()
+
+
+async def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    """Pointing the store at a file that is not SQLite gives a clear StoreError."""
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello " * 1000)
+    with pytest.raises(StoreError, match="not corrupted"):
+        async with Store.open(bogus):
+            pass
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database from a newer gen-service is not touched."""
+    db = tmp_path / "s.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        async with Store.open(db):
+            pass
+
+
+def test_utc_offset_modifier() -> None:
+    """The stored modifier turns UTC into the zone's wall clock."""
+    import zoneinfo
+
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    winter = dt.datetime(2026, 1, 15, 12, tzinfo=dt.UTC)
+    summer = dt.datetime(2026, 7, 15, 12, tzinfo=dt.UTC)
+    assert utc_offset_modifier(berlin, winter) == "+60 minutes"
+    assert utc_offset_modifier(berlin, summer) == "+120 minutes"
+    assert utc_offset_modifier(dt.UTC, winter) == "+0 minutes"

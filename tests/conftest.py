@@ -1,0 +1,124 @@
+"""Shared fixtures: a real fake-Ollama server on 127.0.0.1 and config files that point at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gen_service.testing.fake_ollama import FakeConfig, FakeOllama
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPTS = REPO / "prompts"
+
+ALL_TYPES = (
+    "emotional_authenticity",
+    "dramatic_irony",
+    "personality_traits",
+    "tension_building",
+    "relationship_scoring",
+)
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    """A fake Ollama answering at once (time scale 0), fresh for each test."""
+    with FakeOllama(FakeConfig(time_scale=0.0, seed=1)) as server:
+        yield server
+
+
+def config_text(
+    *,
+    url: str,
+    db: Path,
+    target: int = 30,
+    daily: int | None = None,
+    batch_size: int = 5,
+    types: tuple[str, ...] = ALL_TYPES,
+    kind: str = "ollama",
+    num_parallel: int = 4,
+    max_retries: int = 3,
+    extra_backend: str = "",
+    timeout_s: float = 30,
+    grace_s: float = 10,
+    model_quality: str = "qwen3:30b-a3b",
+    model_volume: str = "qwen3:8b",
+) -> str:
+    """A sequential config over the given data types, one phase per type."""
+    volume = {"personality_traits", "relationship_scoring"}
+    daily = target if daily is None else daily
+    parts = [
+        f"""
+[service]
+db = "{db}"
+prompts_dir = "{PROMPTS}"
+timezone = "UTC"
+log_format = "json"
+shutdown_grace_s = {grace_s}
+
+[backend]
+kind = "{kind}"
+url = "{url}"
+num_parallel = {num_parallel}
+request_timeout_s = {timeout_s}
+max_retries = {max_retries}
+retry_initial_s = 0.01
+retry_max_s = 0.05
+{extra_backend}
+
+[models.quality]
+name = "{model_quality}"
+num_ctx = 8192
+
+[models.volume]
+name = "{model_volume}"
+num_ctx = 8192
+"""
+    ]
+    for t in types:
+        parts.append(
+            f"""
+[datatypes.{t}]
+model = "{"volume" if t in volume else "quality"}"
+batch_size = {batch_size}
+temperature = 0.8
+think = {"true" if t == "dramatic_irony" else "false"}
+num_predict = 6000
+daily_target = {daily}
+total_target = {target}
+"""
+        )
+    parts.append('\n[schedule]\nmode = "sequential"\nbackfill = true\n')
+    for t in types:
+        parts.append(
+            f'\n[[schedule.phases]]\nname = "{t}"\nkind = "generate"\ndatatypes = ["{t}"]\n'
+        )
+    return "".join(parts)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config file into tmp_path and return its path."""
+
+    def write(text: str | None = None, name: str = "gen-service.toml", **kwargs: object) -> Path:
+        path = tmp_path / name
+        if text is None:
+            kwargs.setdefault("db", tmp_path / "samples.db")
+            kwargs.setdefault("url", "http://127.0.0.1:9")
+            text = config_text(**kwargs)  # type: ignore[arg-type]
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Async tests run on plain asyncio and on uvloop, the loop the service uses."""
+    return request.param  # type: ignore[no-any-return]
