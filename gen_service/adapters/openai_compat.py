@@ -1,0 +1,638 @@
+"""OpenAI-compatible servers over httpx: vLLM, llama.cpp's ``llama-server``, llama-cpp-python's
+``python -m llama_cpp.server``, LM Studio, SGLang (SPEC §3).
+
+One backend spreads a model's requests over the endpoints that serve it (least requests in
+flight, ties round-robin), which is how a user scales past one GPU. The servers differ in ways
+that matter, and this module learns them per endpoint instead of asking the user:
+
+- **Structured output.** vLLM wants ``response_format: {"type": "json_schema", "json_schema":
+  {...}}``; llama-cpp-python's server accepts only ``{"type": "json_object", "schema": S}`` and
+  answers anything else with HTTP 500 wrapping a pydantic validation error about
+  ``response_format``; llama-server takes both. In ``"auto"`` mode the first schema request to an
+  endpoint tries ``json_schema``, falls back to ``json_object`` once when the refusal points at
+  ``response_format``, and remembers what worked.
+- **Thinking.** Qwen3's chat template (vLLM, llama-server) reads
+  ``chat_template_kwargs.enable_thinking``, so ``ChatRequest.think`` is sent there when set; an
+  endpoint that refuses the field loses it for good (llama-cpp-python ignores it silently).
+- **Health.** vLLM and llama-server have ``/health`` beside ``/v1``; llama-cpp-python's server
+  does not, so a 404 there falls back to ``GET /v1/models``.
+- **Model names.** llama-cpp-python's server answers a chat for ANY model name with its default
+  model, so whether a model is served is decided from ``/v1/models`` only (describe, load).
+
+The API key travels only in the client's ``Authorization`` header; it never appears in a repr,
+a log event or an error message (server messages that echo it are redacted).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import httpx
+import structlog
+
+from gen_service.adapters.backend import (
+    BackendHealth,
+    ChatRequest,
+    Completion,
+    LoadedModel,
+    ModelInfo,
+    RunnerOptions,
+)
+from gen_service.errors import (
+    BackendError,
+    BackendRejected,
+    BackendUnavailable,
+    ConfigError,
+    ModelNotFound,
+    TruncatedOutput,
+)
+
+ResponseFormatMode = Literal["auto", "json_schema", "json_object"]
+
+# An endpoint that just failed with a transient error is passed over for this long while another
+# one is healthy: a dead server fails fast, has nothing in flight, and would otherwise attract
+# every request that least-in-flight routing hands out.
+_FAILURE_COOLDOWN_S = 5.0
+_HEALTH_READ_TIMEOUT_S = 30.0
+_MAX_MESSAGE_CHARS = 500
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStats:
+    """What one endpoint has done so far, for status pages and tests."""
+
+    url: str
+    in_flight: int  # chat requests waiting for an answer now
+    requests_sent: int  # chat POSTs sent, format-detection retries included
+    response_format: str  # "json_schema" | "json_object" | "" (not detected yet)
+    template_kwargs: bool | None  # chat_template_kwargs accepted (True), refused (False), unknown
+
+
+class _Endpoint:
+    """One server base URL (ending in /v1) and what we learned about it."""
+
+    __slots__ = (
+        "base",
+        "failed_at",
+        "in_flight",
+        "requests_sent",
+        "response_format",
+        "root",
+        "template_kwargs",
+    )
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        # /health and /version live beside /v1, not under it.
+        self.root = base.removesuffix("/v1")
+        self.in_flight = 0
+        self.requests_sent = 0
+        self.response_format: Literal["json_schema", "json_object"] | None = None
+        self.template_kwargs: bool | None = None
+        self.failed_at: float | None = None
+
+
+def _normalize_url(url: str, key: str) -> str:
+    base = url.strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{key} = {url!r} is not an http(s) URL; give the server's OpenAI base URL "
+            "including /v1, e.g. http://127.0.0.1:8000/v1",
+            key=key,
+        )
+    return base
+
+
+class OpenAIBackend:
+    """A Backend over one or more OpenAI-compatible servers."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoints: Mapping[str, Sequence[str]] | None = None,
+        api_key: str | None = None,
+        request_timeout_s: float = 900.0,
+        connect_timeout_s: float = 10.0,
+        response_format: ResponseFormatMode = "auto",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = _normalize_url(url, "backend.url")
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._default_route = [self._endpoint(self.url)]
+        self._routes: dict[str, list[_Endpoint]] = {}
+        for model, urls in (endpoints or {}).items():
+            key = f"backend.endpoints.{model}"
+            if isinstance(urls, str) or not urls:
+                raise ConfigError(
+                    f"{key} must be a non-empty list of base URLs ending in /v1", key=key
+                )
+            self._routes[model] = [self._endpoint(_normalize_url(u, key)) for u in urls]
+        self._next_tie: dict[str, int] = {}
+        self._mode: ResponseFormatMode = response_format
+        # Kept only to redact servers that echo the key back; never formatted anywhere.
+        self._secret = api_key or None
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(request_timeout_s, connect=connect_timeout_s),
+            # The service bounds concurrency itself (backend.num_parallel per model); a pool
+            # limit here would only add a second, invisible queue.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            transport=transport,
+        )
+        self._probe_timeout = httpx.Timeout(
+            min(request_timeout_s, _HEALTH_READ_TIMEOUT_S), connect=connect_timeout_s
+        )
+
+    def __repr__(self) -> str:
+        key = "set" if self._secret else "unset"
+        return (
+            f"OpenAIBackend(url={self.url!r}, endpoints={len(self._endpoints)}, "
+            f"api_key={key}, response_format={self._mode!r})"
+        )
+
+    async def __aenter__(self) -> OpenAIBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _endpoint(self, base: str) -> _Endpoint:
+        # One _Endpoint per server URL, shared by every model routed to it, so in-flight
+        # counts are per server.
+        return self._endpoints.setdefault(base, _Endpoint(base))
+
+    def endpoint_stats(self) -> list[EndpointStats]:
+        """Per-endpoint counters, in the order the endpoints were configured."""
+        return [
+            EndpointStats(
+                url=ep.base,
+                in_flight=ep.in_flight,
+                requests_sent=ep.requests_sent,
+                response_format=(ep.response_format or "") if self._mode == "auto" else self._mode,
+                template_kwargs=ep.template_kwargs,
+            )
+            for ep in self._endpoints.values()
+        ]
+
+    def _route(self, model: str) -> list[_Endpoint]:
+        return self._routes.get(model, self._default_route)
+
+    def _pick(self, model: str) -> _Endpoint:
+        """The endpoint with the fewest requests in flight; ties go round-robin."""
+        route = self._route(model)
+        if len(route) == 1:
+            return route[0]
+        now = time.monotonic()
+        usable = [
+            ep for ep in route if ep.failed_at is None or now - ep.failed_at >= _FAILURE_COOLDOWN_S
+        ] or route
+        fewest = min(ep.in_flight for ep in usable)
+        start = self._next_tie.get(model, 0)
+        for offset in range(len(route)):
+            index = (start + offset) % len(route)
+            ep = route[index]
+            if ep in usable and ep.in_flight == fewest:
+                self._next_tie[model] = (index + 1) % len(route)
+                return ep
+        raise AssertionError("unreachable: some usable endpoint has the fewest in flight")
+
+    # -- generation --------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> Completion:
+        ep = self._pick(request.model)
+        ep.in_flight += 1
+        started = time.perf_counter()
+        try:
+            data = await self._post_chat(ep, request)
+        except BackendUnavailable:
+            ep.failed_at = time.monotonic()
+            raise
+        finally:
+            ep.in_flight -= 1
+        ep.failed_at = None
+        return _completion(data, request, ep, total_s=time.perf_counter() - started)
+
+    def _format_for(self, ep: _Endpoint) -> Literal["json_schema", "json_object"]:
+        if self._mode != "auto":
+            return self._mode
+        return ep.response_format or "json_schema"
+
+    async def _post_chat(self, ep: _Endpoint, request: ChatRequest) -> dict[str, Any]:
+        # Each refusal we adapt to flips one remembered setting for good, so this loop runs at
+        # most three times: as sent, without chat_template_kwargs, with json_object.
+        while True:
+            fmt = self._format_for(ep) if request.schema is not None else None
+            send_kwargs = request.think is not None and ep.template_kwargs is not False
+            body = _chat_body(request, fmt, send_kwargs)
+            url = f"{ep.base}/chat/completions"
+            ep.requests_sent += 1
+            response = await self._send("POST", url, ep, json=body)
+            if response.is_success:
+                if fmt is not None and self._mode == "auto" and ep.response_format is None:
+                    ep.response_format = fmt
+                    log.info("backend.response_format_detected", endpoint=ep.base, mode=fmt)
+                if send_kwargs:
+                    ep.template_kwargs = True
+                return _json_object(response, url)
+            message = self._message(response)
+            lowered = message.lower()
+            refusable = response.status_code in (400, 422, 500)
+            if (
+                refusable
+                and send_kwargs
+                and ("chat_template_kwargs" in lowered or "enable_thinking" in lowered)
+            ):
+                ep.template_kwargs = False
+                log.warning("backend.template_kwargs_refused", endpoint=ep.base, error=message)
+                continue
+            if (
+                refusable
+                and fmt == "json_schema"
+                and self._mode == "auto"
+                # Not once json_schema has worked here: then the refusal is about this schema.
+                # A concurrent first request may already have switched the endpoint.
+                and ep.response_format != "json_schema"
+                and ("response_format" in lowered or "json_schema" in lowered)
+            ):
+                if ep.response_format is None:
+                    ep.response_format = "json_object"
+                    log.info(
+                        "backend.response_format_detected",
+                        endpoint=ep.base,
+                        mode="json_object",
+                        refused="json_schema",
+                    )
+                continue
+            raise self._error(response, message, ep, request.model)
+
+    # -- models ------------------------------------------------------------------------------
+
+    async def _served(self, ep: _Endpoint) -> dict[str, ModelInfo]:
+        url = f"{ep.base}/models"
+        response = await self._send("GET", url, ep)
+        if not response.is_success:
+            raise self._error(response, self._message(response), ep, model=None)
+        data = _json_object(response, url).get("data")
+        if not isinstance(data, list):
+            raise BackendUnavailable(f"{url} answered without a 'data' list of models")
+        return {
+            str(item["id"]): _model_info(item)
+            for item in data
+            if isinstance(item, dict) and "id" in item
+        }
+
+    async def _served_by(self, route: Sequence[_Endpoint]) -> list[dict[str, ModelInfo]]:
+        """The model listings of every endpoint that answers; raises only if none does."""
+        listings: list[dict[str, ModelInfo]] = []
+        failures: list[BackendError] = []
+        for ep in route:
+            try:
+                listings.append(await self._served(ep))
+            except BackendError as exc:
+                failures.append(exc)
+        if not listings:
+            raise failures[0]
+        return listings
+
+    async def list_models(self) -> list[ModelInfo]:
+        merged: dict[str, ModelInfo] = {}
+        for listing in await self._served_by(list(self._endpoints.values())):
+            for name, info in listing.items():
+                merged.setdefault(name, info)
+        return list(merged.values())
+
+    async def describe(self, model: str) -> ModelInfo:
+        route = self._route(model)
+        served: set[str] = set()
+        for listing in await self._served_by(route):
+            if model in listing:
+                return listing[model]
+            served.update(listing)
+        where = ", ".join(ep.base for ep in route)
+        names = ", ".join(sorted(served)) or "none"
+        raise ModelNotFound(
+            f"model {model!r} is not served at {where} (served: {names}); use one of the served "
+            "names, or start the server with this model (vLLM: --served-model-name, "
+            "llama-cpp-python: --model_alias)",
+            model=model,
+        )
+
+    async def loaded(self) -> list[LoadedModel]:
+        # The servers hold their models for as long as they run. Their memory is not this
+        # machine's VRAM budget, so it is reported as 0 and the scheduler never counts it.
+        return [
+            LoadedModel(name=info.name, size_bytes=0, vram_bytes=0)
+            for info in await self.list_models()
+        ]
+
+    async def load(self, model: str, runner: RunnerOptions, keep_alive: str | int) -> float:
+        """Check that the model is served; the server loaded it at start, so this takes 0 s."""
+        await self.describe(model)
+        return 0.0
+
+    async def unload(self, model: str) -> None:
+        """Do nothing: these servers load their models at start and manage memory themselves
+        (vLLM preallocates its KV cache); the OpenAI API has no call to release a model."""
+
+    # -- health ------------------------------------------------------------------------------
+
+    async def health(self) -> BackendHealth:
+        """Probe every endpoint at once; ok while at least one answers, since routing passes
+        over the ones that fail. ``detail`` names each endpoint's state."""
+        endpoints = list(self._endpoints.values())
+        results: list[BackendHealth] = [BackendHealth(ok=False)] * len(endpoints)
+
+        async def probe(index: int, ep: _Endpoint) -> None:
+            results[index] = await self._probe(ep)
+
+        async with anyio.create_task_group() as tg:
+            for index, ep in enumerate(endpoints):
+                tg.start_soon(probe, index, ep)
+        version = next((r.version for r in results if r.version), "")
+        return BackendHealth(
+            ok=any(r.ok for r in results),
+            version=version,
+            detail="; ".join(r.detail for r in results),
+        )
+
+    async def _probe(self, ep: _Endpoint) -> BackendHealth:
+        timeout = self._probe_timeout
+        try:
+            response = await self._client.get(f"{ep.root}/health", timeout=timeout)
+            via = "/health"
+            if response.status_code == 404:
+                # llama-cpp-python's server has no /health; its model list proves it is up.
+                response = await self._client.get(f"{ep.base}/models", timeout=timeout)
+                via = "/v1/models (the server has no /health)"
+            if not response.is_success:
+                message = self._message(response)
+                hint = (
+                    "; set the API key in the environment variable named by backend.api_key_env"
+                    if response.status_code in (401, 403)
+                    else ""
+                )
+                return BackendHealth(
+                    ok=False,
+                    detail=f"{ep.base} is not ready ({response.status_code}: {message}){hint}",
+                )
+        except httpx.HTTPError as exc:
+            return BackendHealth(
+                ok=False,
+                detail=f"{ep.base} unreachable ({_describe_transport_error(exc)}); "
+                f"is the server running at {ep.base}?",
+            )
+        version = await self._version(ep)
+        return BackendHealth(ok=True, version=version, detail=f"{ep.base} ok via {via}")
+
+    async def _version(self, ep: _Endpoint) -> str:
+        """vLLM's {"version": "..."} at /version; "" from servers without it."""
+        try:
+            response = await self._client.get(f"{ep.root}/version", timeout=self._probe_timeout)
+            payload = response.json() if response.is_success else None
+        except (httpx.HTTPError, ValueError):
+            return ""
+        return str(payload.get("version", "")) if isinstance(payload, dict) else ""
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- transport and errors ----------------------------------------------------------------
+
+    async def _send(
+        self, method: str, url: str, ep: _Endpoint, *, json: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, json=json)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(
+                f"{method} {url} failed ({_describe_transport_error(exc)}); "
+                f"is the server running at {ep.base}?"
+                + (
+                    " If it is busy, lower backend.num_parallel or raise backend.request_timeout_s."
+                    if isinstance(exc, httpx.ReadTimeout)
+                    else ""
+                )
+            ) from exc
+
+    def _message(self, response: httpx.Response) -> str:
+        """The server's own words: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or
+        the body text; the API key is redacted if the server echoed it."""
+        text = _server_message(response)
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return text[:_MAX_MESSAGE_CHARS]
+
+    def _error(
+        self, response: httpx.Response, message: str, ep: _Endpoint, model: str | None
+    ) -> BackendError:
+        status = response.status_code
+        url = str(response.request.url)
+        said = f"{status}: {message}" if message else str(status)
+        if status in (401, 403):
+            what = (
+                "the API key was refused"
+                if self._secret
+                else "no API key was sent and the server wants one"
+            )
+            return BackendRejected(
+                f"{ep.base} refused the request ({said}): {what}; set the API key in the "
+                "environment variable named by backend.api_key_env",
+                status=status,
+            )
+        lowered = message.lower()
+        if status == 404 and lowered in ("", "not found", "file not found"):
+            # The route itself is missing, not the model: the URL lacks /v1 or is wrong.
+            return BackendRejected(
+                f"{url} does not exist ({said}); backend.url and backend.endpoints must be "
+                "the server's OpenAI base URL including /v1, e.g. http://127.0.0.1:8000/v1",
+                status=status,
+            )
+        if model is not None and (
+            status == 404
+            or (status in (400, 422) and "model" in lowered and "not exist" in lowered)
+            or "model_not_found" in lowered
+        ):
+            return ModelNotFound(
+                f"model {model!r} is not served at {ep.base} ({said}); list the served names "
+                f"with GET {ep.base}/models and use one of them",
+                model=model,
+            )
+        if status == 500 and "validation error" in lowered and "'body'" in lowered:
+            # llama-cpp-python's server answers a malformed request with 500 wrapping pydantic's
+            # complaint; repeating the request cannot help.
+            return BackendRejected(
+                f"{ep.base} rejected the request body ({said}); the server does not accept "
+                "this request shape, check backend.response_format and the model options",
+                status=status,
+            )
+        if status >= 500 or status in (408, 429):
+            return BackendUnavailable(
+                f"{ep.base} failed the request ({said}); it will be retried",
+                status=status,
+                retry_after=_retry_after(response),
+            )
+        return BackendRejected(
+            f"{ep.base} rejected the request ({said}); fix the request or the server's options "
+            "(for a schema refusal, set backend.response_format to the mode the server supports)",
+            status=status,
+        )
+
+
+def _chat_body(
+    request: ChatRequest, fmt: Literal["json_schema", "json_object"] | None, send_kwargs: bool
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "temperature": request.temperature,
+        "max_tokens": request.num_predict,
+        "stream": False,
+    }
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if fmt == "json_schema":
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "batch", "schema": request.schema, "strict": True},
+        }
+    elif fmt == "json_object":
+        body["response_format"] = {"type": "json_object", "schema": request.schema}
+    if send_kwargs:
+        body["chat_template_kwargs"] = {"enable_thinking": request.think}
+    return body
+
+
+def _completion(
+    data: dict[str, Any], request: ChatRequest, ep: _Endpoint, *, total_s: float
+) -> Completion:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise BackendUnavailable(f"{ep.base}/chat/completions answered without choices")
+    choice = choices[0]
+    message = _mapping(choice.get("message"))
+    content = str(message.get("content") or "")
+    # vLLM's reasoning parsers put the thinking apart: reasoning_content, newer "reasoning".
+    thinking = str(message.get("reasoning_content") or message.get("reasoning") or "")
+    usage = _mapping(data.get("usage"))
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    eval_tokens = int(usage.get("completion_tokens") or 0)
+    reason = str(choice.get("finish_reason") or "")
+    if reason == "length":
+        raise TruncatedOutput(
+            f"model {request.model!r} at {ep.base} stopped at max_tokens={request.num_predict} "
+            f"after {eval_tokens} tokens; retry with a larger num_predict",
+            content=content,
+            tokens=eval_tokens,
+        )
+    return Completion(
+        content=content,
+        done_reason=reason,
+        thinking=thinking,
+        prompt_tokens=prompt_tokens,
+        eval_tokens=eval_tokens,
+        total_s=total_s,
+    )
+
+
+def _model_info(item: dict[str, Any]) -> ModelInfo:
+    # vLLM adds max_model_len; llama-server adds meta {size, n_params}. Others give only the id.
+    meta = _mapping(item.get("meta"))
+    max_len = item.get("max_model_len")
+    n_params = meta.get("n_params")
+    return ModelInfo(
+        name=str(item["id"]),
+        size_bytes=int(meta.get("size") or 0),
+        parameter_size=_parameter_size(n_params) if isinstance(n_params, int) else "",
+        capabilities=frozenset({"completion"}),
+        context_length=max_len if isinstance(max_len, int) else None,
+    )
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _parameter_size(n_params: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6)):
+        if n_params >= scale:
+            return f"{n_params / scale:.3g}{unit}"
+    return str(n_params)
+
+
+def _json_object(response: httpx.Response, url: str) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        raise BackendUnavailable(f"{url} answered {response.status_code} with non-JSON") from exc
+    if not isinstance(payload, dict):
+        raise BackendUnavailable(f"{url} answered with JSON that is not an object")
+    return payload
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text.strip()
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        detail = payload.get("detail")
+        if isinstance(detail, list):
+            # FastAPI's 422: [{"loc": [...], "msg": ...}, ...]
+            return "; ".join(
+                f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', '')}"
+                if isinstance(d, dict)
+                else str(d)
+                for d in detail
+            )
+        if detail is not None:
+            return str(detail)
+        if payload.get("message"):
+            return str(payload["message"])
+    return response.text.strip()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _describe_transport_error(exc: httpx.HTTPError) -> str:
+    kinds: tuple[tuple[type[httpx.HTTPError], str], ...] = (
+        (httpx.ConnectTimeout, "connect timed out"),
+        (httpx.ConnectError, "connection refused or unresolvable"),
+        (httpx.ReadTimeout, "no answer before the request timeout"),
+        (httpx.WriteTimeout, "write timed out"),
+        (httpx.PoolTimeout, "no free connection"),
+        (httpx.RemoteProtocolError, "the server dropped the connection"),
+        (httpx.ReadError, "the connection broke while reading"),
+        (httpx.WriteError, "the connection broke while writing"),
+    )
+    label = next((text for kind, text in kinds if isinstance(exc, kind)), type(exc).__name__)
+    detail = str(exc)
+    return f"{label}: {detail}" if detail else label
