@@ -25,6 +25,7 @@ import functools
 import importlib
 import importlib.metadata
 import json
+import os
 import re
 import threading
 import time
@@ -125,7 +126,9 @@ class LlamaCppBackend:
         verbose: bool = False,
     ) -> None:
         self._paths = {name: Path(path).expanduser() for name, path in (models or {}).items()}
-        self._n_threads = n_threads
+        # llama-cpp-python's default is half the cores; generation here is the only heavy work
+        # in the process, so use them all (measured: 2 threads ~2x faster than 1 on 2 cores).
+        self._n_threads = n_threads or os.cpu_count() or 1
         self._verbose = verbose
         self._resident: dict[str, _Resident] = {}
         self._locks: dict[str, anyio.Lock] = {}

@@ -97,8 +97,12 @@ class PromptLibrary:
         contexts: Sequence[ItemContext],
         rng: random.Random,
         refinement: str | None = None,
+        examples: int | None = None,
     ) -> Prompt:
-        """The system and user prompt asking for ``batch_size`` items, one per context."""
+        """The system and user prompt asking for ``batch_size`` items, one per context.
+
+        ``examples`` fixes how many few-shot examples to include (a small model's context is
+        precious); by default 2 or 3 are drawn."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if len(contexts) != batch_size:
@@ -112,7 +116,7 @@ class PromptLibrary:
                 path=self._where(datatype.name),
             )
         pool = self._examples.get(datatype.name, ())
-        wanted = rng.randint(MIN_EXAMPLES, MAX_EXAMPLES)
+        wanted = rng.randint(MIN_EXAMPLES, MAX_EXAMPLES) if examples is None else examples
         chosen = rng.sample(pool, min(wanted, len(pool)))
         variables: dict[str, Any] = {
             "title": datatype.title,

@@ -40,11 +40,30 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def item_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return inline_refs(model.model_json_schema())
+def cap_strings(schema: Any, max_chars: int) -> Any:
+    """A copy of ``schema`` where every free-text string has a ``maxLength`` of at most
+    ``max_chars``. Under constrained decoding this bounds a runaway string (a small model
+    repeating itself until num_predict) without touching validation of stored samples."""
+    if isinstance(schema, dict):
+        out = {k: cap_strings(v, max_chars) for k, v in schema.items()}
+        if out.get("type") == "string" and "enum" not in out and "const" not in out:
+            out["maxLength"] = min(int(out.get("maxLength", max_chars)), max_chars)
+        return out
+    if isinstance(schema, list):
+        return [cap_strings(v, max_chars) for v in schema]
+    return schema
 
 
-def batch_schema(model: type[BaseModel], batch_size: int) -> dict[str, Any]:
+def item_schema(model: type[BaseModel], max_string_chars: int | None = None) -> dict[str, Any]:
+    schema = inline_refs(model.model_json_schema())
+    if max_string_chars is not None:
+        schema = cap_strings(schema, max_string_chars)
+    return schema
+
+
+def batch_schema(
+    model: type[BaseModel], batch_size: int, *, max_string_chars: int | None = None
+) -> dict[str, Any]:
     """``{"samples": [...]}`` holding exactly ``batch_size`` items of ``model``."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -53,7 +72,7 @@ def batch_schema(model: type[BaseModel], batch_size: int) -> dict[str, Any]:
         "properties": {
             BATCH_KEY: {
                 "type": "array",
-                "items": item_schema(model),
+                "items": item_schema(model, max_string_chars),
                 "minItems": batch_size,
                 "maxItems": batch_size,
             }
