@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -109,6 +110,10 @@ class DatatypeConfig(_Section):
     temperature: Annotated[float, Field(ge=0, le=2)]
     think: bool = False
     num_predict: Annotated[int, Field(ge=16, le=131_072)] = 6000
+    # Longest free-text field the schema allows under constrained decoding (bounds runaway
+    # repetition); few_shot fixes the number of examples in the prompt (default: 2 or 3).
+    max_string_chars: Annotated[int, Field(ge=20, le=100_000)] = 2000
+    few_shot: Annotated[int, Field(ge=0, le=10)] | None = None
     daily_target: Annotated[int, Field(ge=0)]
     total_target: Annotated[int, Field(ge=0)]
 
@@ -311,8 +316,15 @@ def load_config(path: Path, *, check_prompts: bool = True) -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        where = re.search(r"line (\d+)", str(exc))
+        quoted = ""
+        if where:
+            lines = text.splitlines()
+            number = int(where.group(1))
+            if 0 < number <= len(lines):
+                quoted = f" ({lines[number - 1].strip()!r})"
         raise ConfigError(
-            f"{path}: not valid TOML: {exc}. Fix: correct the syntax at that line "
+            f"{path}: not valid TOML: {exc}{quoted}. Fix: correct the syntax at that line "
             "(strings need quotes, tables [name], arrays of tables [[name]]).",
             path=str(path),
         ) from None

@@ -7,6 +7,7 @@ sockets, processes and files into them at the edge, so the service decides what 
      ├── ConfigError              bad configuration: exit 78 (EX_CONFIG), old config kept on SIGHUP
      ├── BackendError             the inference server failed a call
      │    ├── BackendUnavailable  retryable: refused, dropped, timed out, 503 busy, 500 runner crash
+     │    │    └── BackendDown     nothing answers at the address: producers pause, one probe waits
      │    ├── TruncatedOutput     retryable with a larger num_predict (done_reason "length")
      │    └── BackendRejected     not retryable: 400 bad request, 401/403, 404 ...
      │         └── ModelNotFound  the model is not pulled / not served
@@ -62,6 +63,11 @@ class BackendUnavailable(BackendError):
     """A transient failure: the same request may succeed later."""
 
     retryable = True
+
+
+class BackendDown(BackendUnavailable):
+    """The server cannot be reached at all (connection refused, no route): not one request's
+    bad luck, so producers pause while a single probe waits for it to come back."""
 
 
 class TruncatedOutput(BackendError):

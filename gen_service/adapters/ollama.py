@@ -24,6 +24,7 @@ from gen_service.adapters.backend import (
     RunnerOptions,
 )
 from gen_service.errors import (
+    BackendDown,
     BackendError,
     BackendRejected,
     BackendUnavailable,
@@ -312,9 +313,9 @@ def _describe(exc: httpx.HTTPError) -> str:
     return f"{name}: {exc}" if str(exc) else name
 
 
-def _unavailable(url: str, exc: httpx.HTTPError) -> BackendUnavailable:
+def _unavailable(url: str, exc: httpx.HTTPError) -> BackendUnavailable:  # or BackendDown
     if isinstance(exc, httpx.ConnectError):
-        return BackendUnavailable(
+        return BackendDown(
             f"cannot connect to Ollama at {url} ({_describe(exc)}); is `ollama serve` running?"
         )
     if isinstance(exc, httpx.TimeoutException):

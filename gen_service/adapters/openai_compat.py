@@ -44,6 +44,7 @@ from gen_service.adapters.backend import (
     RunnerOptions,
 )
 from gen_service.errors import (
+    BackendDown,
     BackendError,
     BackendRejected,
     BackendUnavailable,
@@ -415,7 +416,10 @@ class OpenAIBackend:
         try:
             return await self._client.request(method, url, json=json)
         except httpx.HTTPError as exc:
-            raise BackendUnavailable(
+            # Refused: nothing listens there (the gate pauses producers); anything else is
+            # one request's failure.
+            error_type = BackendDown if isinstance(exc, httpx.ConnectError) else BackendUnavailable
+            raise error_type(
                 f"{method} {url} failed ({_describe_transport_error(exc)}); "
                 f"is the server running at {ep.base}?"
                 + (

@@ -8,12 +8,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 import structlog
 
 from gen_service.errors import (
+    BackendDown,
     BackendError,
     BackendUnavailable,
     GenServiceError,
@@ -48,6 +49,14 @@ class Attempts(Generic[T]):
     num_predict: int = 0
 
 
+class RetryHooks(Protocol):
+    async def before_attempt(self) -> None: ...
+
+    def on_unavailable(self, exc: BackendUnavailable) -> None: ...
+
+    def on_success(self) -> None: ...
+
+
 class RetriesExhausted(GenServiceError):
     """Every attempt failed with a retryable error; ``last`` is the final one."""
 
@@ -65,16 +74,20 @@ async def with_retries(
     num_predict: int,
     rng: random.Random,
     log: structlog.typing.FilteringBoundLogger,
+    hooks: RetryHooks | None = None,
 ) -> Attempts[T]:
     """Run ``call(num_predict)`` until it succeeds, retrying retryable failures.
 
     Non-retryable errors (``BackendRejected`` and anything not a GenServiceError) propagate at
-    once; after ``max_retries`` retries :class:`RetriesExhausted` is raised."""
+    once; after ``max_retries`` retries :class:`RetriesExhausted` is raised. ``hooks`` let the
+    service pause attempts while the backend is down instead of spending retries on it."""
     errors: list[str] = []
     started = time.monotonic()
     attempt = 0
     while True:
         attempt += 1
+        if hooks is not None:
+            await hooks.before_attempt()
         try:
             value = await call(num_predict)
         except TruncatedOutput as exc:
@@ -84,12 +97,18 @@ async def with_retries(
         except BackendUnavailable as exc:
             error = exc
             delay = policy.backoff(attempt, rng, exc.retry_after)
+            if hooks is not None:
+                hooks.on_unavailable(exc)
+                if isinstance(exc, BackendDown):
+                    delay = 0.0  # the gate's probe does the waiting
         except InvalidCompletion as exc:
             error = exc
             delay = 0.0  # the model answered; sampling again is the remedy, not waiting
         except BackendError:
             raise
         else:
+            if hooks is not None:
+                hooks.on_success()
             return Attempts(value, attempt, errors, num_predict)
         errors.append(f"attempt {attempt}: {type(error).__name__}: {error}")
         out_of_time = (

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import anyio
 
 from gen_service.domain.records import BatchRecord, CommitResult
 from gen_service.errors import StoreError
@@ -211,6 +212,9 @@ class Store:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        # One connection, several tasks (writer, scheduler, reload): a statement from one must
+        # never land inside another's open transaction.
+        self._lock = anyio.Lock()
 
     @classmethod
     @asynccontextmanager
@@ -264,7 +268,8 @@ class Store:
 
     async def refresh_day(self, tz: dt.tzinfo) -> None:
         """Keep the stored UTC offset current across DST changes."""
-        await self._set_setting("utc_offset_modifier", utc_offset_modifier(tz))
+        async with self._transaction():
+            await self._set_setting("utc_offset_modifier", utc_offset_modifier(tz))
 
     async def _set_setting(self, key: str, value: str) -> None:
         await self._conn.execute(
@@ -369,53 +374,62 @@ class Store:
             rows = await cur.fetchall()
         return {r[0]: TypeCounts(r[1], r[2], r[3], r[4]) for r in rows}
 
-    async def log_phase_start(self, run_id: int, phase: str, kind: str, model: str | None) -> int:
+    async def log_phase(
+        self,
+        run_id: int,
+        phase: str,
+        kind: str,
+        *,
+        model: str | None,
+        load_s: float | None,
+        gpu_share: float | None,
+    ) -> int:
+        """Record a phase entered, with its model load time and the GPU share after loading."""
         cur = await self._execute(
-            "INSERT INTO phase_log (run_id, phase, kind, started_at, model) VALUES (?,?,?,?,?)",
-            (run_id, phase, kind, utc_now(), model),
+            "INSERT INTO phase_log (run_id, phase, kind, started_at, model, load_s, gpu_share)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (run_id, phase, kind, utc_now(), model, load_s, gpu_share),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    async def log_phase_end(
-        self,
-        phase_id: int,
-        *,
-        load_s: float | None = None,
-        gpu_share: float | None = None,
-        note: str | None = None,
-    ) -> None:
+    async def close_phase(self, phase_id: int, note: str | None = None) -> None:
         await self._execute(
-            "UPDATE phase_log SET ended_at = ?, load_s = COALESCE(?, load_s),"
-            " gpu_share = COALESCE(?, gpu_share), note = COALESCE(?, note) WHERE id = ?",
-            (utc_now(), load_s, gpu_share, note, phase_id),
+            "UPDATE phase_log SET ended_at = ?, note = COALESCE(?, note) WHERE id = ?",
+            (utc_now(), note, phase_id),
         )
 
     # -- helpers -----------------------------------------------------------------------------
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> aiosqlite.Cursor:
-        try:
-            cur = await self._conn.execute(sql, params)
-            await cur.close()
-            return cur
-        except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path}: {exc}") from exc
+        async with self._lock:
+            try:
+                cur = await self._conn.execute(sql, params)
+                await cur.close()
+                return cur
+            except sqlite3.Error as exc:
+                raise StoreError(f"database {self.path}: {exc}") from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path}: cannot begin a transaction: {exc}") from exc
-        try:
-            yield
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
-        try:
-            await self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path}: commit failed: {exc}") from exc
+        async with self._lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"database {self.path}: cannot begin a transaction: {exc}"
+                ) from exc
+            try:
+                yield
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._conn.execute("ROLLBACK")
+                raise
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"database {self.path}: commit failed: {exc}") from exc
 
 
 async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:

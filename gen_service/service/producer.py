@@ -27,6 +27,7 @@ from gen_service.domain.records import BatchRecord, SampleRow
 from gen_service.domain.schema import batch_schema
 from gen_service.errors import BackendError
 from gen_service.service.board import ProgressBoard, local_day
+from gen_service.service.gate import BackendGate, GateState
 from gen_service.service.writer import PendingBatch
 
 log = structlog.get_logger("gen_service.producer")
@@ -41,13 +42,19 @@ class Generation:
     library: PromptLibrary
     board: ProgressBoard
     limiters: dict[str, anyio.CapacityLimiter]
-    stopping: anyio.Event
+    stopping: anyio.Event  # the service is draining: issue nothing new
     rng: random.Random
+    gate: BackendGate
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
         if model not in self.limiters:
             self.limiters[model] = anyio.CapacityLimiter(self.cfg.backend.num_parallel)
         return self.limiters[model]
+
+    def resize_limiters(self) -> None:
+        """Apply a new backend.num_parallel (after SIGHUP) to every model's limiter."""
+        for limiter in self.limiters.values():
+            limiter.total_tokens = self.cfg.backend.num_parallel
 
     def retry_policy(self, num_ctx: int) -> RetryPolicy:
         b = self.cfg.backend
@@ -65,11 +72,17 @@ async def produce(
     phase: str,
     remaining: Callable[[str], int],
     batches: MemoryObjectSendStream[PendingBatch],
+    stop: anyio.Event,
 ) -> None:
-    """Issue batches for ``datatype`` until ``remaining(datatype)`` is 0 or the run stops."""
+    """Issue batches for ``datatype`` until ``remaining(datatype)`` is 0, the phase ends
+    (``stop``) or the service drains; in-flight batches always finish and are committed."""
     in_flight_items = 0
+
+    def halted() -> bool:
+        return gen.stopping.is_set() or stop.is_set()
+
     async with batches, anyio.create_task_group() as tg:
-        while not gen.stopping.is_set():
+        while not halted():
             dtc = gen.cfg.datatypes.get(datatype)
             if dtc is None:
                 break  # removed by a reload
@@ -80,10 +93,14 @@ async def produce(
                 await gen.board.wait_changed()
                 continue
             model = gen.cfg.models[dtc.model]
+            if gen.gate.state is not GateState.OPEN:
+                with anyio.move_on_after(1.0):  # re-check stop/reload at least every second
+                    await gen.gate.wait_open()
+                continue
             limiter = gen.limiter(model.name)
             token = object()
             await limiter.acquire_on_behalf_of(token)
-            if gen.stopping.is_set():
+            if halted():
                 limiter.release_on_behalf_of(token)
                 break
             size = min(dtc.batch_size, need - in_flight_items)
@@ -121,9 +138,11 @@ async def make_batch(gen: Generation, datatype: str, phase: str, size: int) -> B
     spec = REGISTRY[datatype]
     rng = random.Random(gen.rng.getrandbits(64))
     contexts = spec.sample_contexts(rng, size)
-    prompt = gen.library.render(spec, batch_size=size, contexts=contexts, rng=rng)
+    prompt = gen.library.render(
+        spec, batch_size=size, contexts=contexts, rng=rng, examples=dtc.few_shot
+    )
     seed = rng.randrange(2**31)
-    schema = batch_schema(spec.model, size)
+    schema = batch_schema(spec.model, size, max_string_chars=dtc.max_string_chars)
     runner = RunnerOptions(num_ctx=model_cfg.num_ctx, num_gpu=model_cfg.num_gpu)
     bound = log.bind(datatype=datatype, model=model_cfg.name, phase=phase)
     started = time.perf_counter()
@@ -163,6 +182,7 @@ async def make_batch(gen: Generation, datatype: str, phase: str, size: int) -> B
             num_predict=dtc.num_predict,
             rng=rng,
             log=bound,
+            hooks=gen.gate,
         )
     except RetriesExhausted as exc:
         bound.warning("batch.failed", attempts=exc.attempts, error=str(exc.last))
