@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", type=Path, default=None, help="read this database (no config needed)")
     p.set_defaults(func=_cmd_status)
 
+    p = sub.add_parser("doctor", help="check config, database, backend, models and VRAM fit")
+    config_arg(p)
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("models", help="pull or list the configured models")
+    config_arg(p)
+    models_sub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    models_sub.add_parser("pull", help="pull every configured model (Ollama), with progress")
+    models_sub.add_parser("list", help="the configured models: size, residency, GPU share")
+    p.set_defaults(func=_cmd_models)
+
     p = sub.add_parser("check-config", help="validate a config file: prints ok or the problem")
     p.add_argument("path", type=Path)
     p.set_defaults(func=_cmd_check_config)
@@ -100,6 +111,52 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     load_config(args.path)
     print("ok")
     return EXIT_OK
+
+
+def _run_async(fn: Callable[[], Awaitable[int]]) -> int:
+    import anyio
+
+    return anyio.run(fn, backend="asyncio", backend_options={"use_uvloop": _uvloop_available()})
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from gen_service.adapters.factory import open_backend
+    from gen_service.config import find_config, load_config
+    from gen_service.logs import configure_logging
+    from gen_service.service.doctor import exit_code, render_checks, run_doctor
+
+    cfg = load_config(find_config(args.config))
+    configure_logging("console", "error")
+
+    async def doctor() -> int:
+        async with open_backend(cfg) as backend:
+            checks = await run_doctor(cfg, backend)
+        print(render_checks(checks))
+        return exit_code(checks)
+
+    return _run_async(doctor)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gen_service.adapters.factory import open_backend
+    from gen_service.config import find_config, load_config
+    from gen_service.logs import configure_logging
+    from gen_service.service.models_cmd import list_models, pull_models, render_models
+
+    cfg = load_config(find_config(args.config), check_prompts=False)
+    configure_logging("console", "error")
+    console = Console()
+
+    async def models() -> int:
+        async with open_backend(cfg) as backend:
+            if args.models_command == "pull":
+                return await pull_models(cfg, backend, console)
+            render_models(await list_models(cfg, backend), console)
+            return EXIT_OK
+
+    return _run_async(models)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
