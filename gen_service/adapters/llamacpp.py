@@ -273,9 +273,12 @@ class LlamaCppBackend:
         grammar = self._grammars.get(key)
         if grammar is None:
             llama_cpp = self._llama_cpp
+            bounded = json.dumps(text_as_patterns(bounds_as_enums(schema)), sort_keys=True)
             try:
                 grammar = await anyio.to_thread.run_sync(
-                    functools.partial(llama_cpp.LlamaGrammar.from_json_schema, key, verbose=False)
+                    functools.partial(
+                        llama_cpp.LlamaGrammar.from_json_schema, bounded, verbose=False
+                    )
                 )
             except Exception as exc:  # the converter raises ValueError, AssertionError, ...
                 raise BackendRejected(
@@ -482,3 +485,63 @@ def _vram_bytes(resident: _Resident) -> int:
     if resident.gpu_layers < 0 or not blocks.isdigit() or resident.gpu_layers > int(blocks):
         return resident.size_bytes
     return resident.size_bytes * resident.gpu_layers // (int(blocks) + 1)
+
+
+_MAX_ENUM = 201  # values a bounded number may expand to (0..1 by 0.01 is 101; -1..1 is 201)
+
+
+def bounds_as_enums(schema: Any) -> Any:
+    """A copy of ``schema`` in which small bounded numbers are enums of their allowed values.
+
+    llama.cpp's schema-to-grammar converter ignores ``minimum``/``maximum``, so a model is free
+    to write an OCEAN score of 9.25 that validation then rejects. An enum is something the
+    grammar does enforce: integers become each value in range, numbers the range in steps of
+    0.01 (two decimals, which is all the data types use). Validation still checks the bounds."""
+    if isinstance(schema, list):
+        return [bounds_as_enums(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounds_as_enums(v) for k, v in schema.items()}
+    kind = out.get("type")
+    low = out.get("minimum", out.get("exclusiveMinimum"))
+    high = out.get("maximum", out.get("exclusiveMaximum"))
+    if kind in ("integer", "number") and "enum" not in out and low is not None and high is not None:
+        step = 1 if kind == "integer" else 0.01
+        count = round((float(high) - float(low)) / step) + 1
+        if 1 <= count <= _MAX_ENUM:
+            values = [round(float(low) + i * step, 2) for i in range(count)]
+            if "exclusiveMinimum" in out:
+                values = values[1:]
+            if "exclusiveMaximum" in out:
+                values = values[:-1]
+            if kind == "integer":
+                values = [int(v) for v in values]
+            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "type"):
+                out.pop(key, None)
+            out["enum"] = values
+    return out
+
+
+# Printable text without a quote, a backslash or a control character: a JSON string body that
+# needs no escapes.
+_TEXT_CHAR = r'[^"\\\x00-\x1f]'
+
+
+def text_as_patterns(schema: Any) -> Any:
+    """A copy of ``schema`` in which free-text strings must start with a letter or digit.
+
+    Under a grammar, a small model happily fills a required string with "{" or ");," (seen
+    with SmolLM2-135M in most dramatic-irony items). Requiring a first letter or digit, within
+    the same length bounds, is enforced by llama.cpp's pattern support; validation is
+    unchanged."""
+    if isinstance(schema, list):
+        return [text_as_patterns(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: text_as_patterns(v) for k, v in schema.items()}
+    if out.get("type") == "string" and not {"enum", "const", "pattern", "format"} & set(out):
+        low = max(1, int(out.pop("minLength", 1)))
+        high = int(out.pop("maxLength", 2000))
+        if high >= low:
+            out["pattern"] = f"^[A-Za-z0-9]{_TEXT_CHAR}{{{low - 1},{high - 1}}}$"
+    return out
