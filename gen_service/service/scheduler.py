@@ -93,18 +93,19 @@ class ModelScheduler:
                 results[i] = Residency(
                     r.model, r.loaded_now, r.load_s, seen.size_bytes, seen.vram_bytes
                 )
+        # Only Ollama reports what share of a model sits in VRAM; elsewhere there is no share
+        # to warn about (llama.cpp here runs on the CPU, OpenAI servers manage their own).
+        reports_vram = self._backend.kind == "ollama"
         for r in results:
             if r.loaded_now:
-                event = log.warning if r.gpu_share < 0.999 else log.info
-                event(
+                partial = reports_vram and r.gpu_share < 0.999
+                (log.warning if partial else log.info)(
                     "model.loaded",
                     model=r.model,
                     phase=phase,
                     load_s=round(r.load_s, 2),
-                    gpu_share=round(r.gpu_share, 3),
-                    note="partly on the CPU: expect fewer tokens/s"
-                    if r.gpu_share < 0.999
-                    else None,
+                    gpu_share=round(r.gpu_share, 3) if reports_vram else None,
+                    note="partly on the CPU: expect fewer tokens/s" if partial else None,
                 )
         main = results[0] if results else None
         self.phase_id = await self._store.log_phase(
@@ -113,7 +114,7 @@ class ModelScheduler:
             kind,
             model=",".join(wanted) or None,
             load_s=sum(r.load_s for r in results if r.loaded_now) if results else None,
-            gpu_share=main.gpu_share if main else None,
+            gpu_share=main.gpu_share if main and reports_vram else None,
         )
         return results
 
