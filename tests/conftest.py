@@ -122,3 +122,13 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
     """Async tests run on plain asyncio and on uvloop, the loop the service uses."""
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """CLI commands configure structlog globally (level, renderer); undo it after each test so
+    capture_logs() in the next one sees every event."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()
