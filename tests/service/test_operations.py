@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -284,3 +285,54 @@ def test_second_signal_cancels_at_once(write_config: Callable[..., Path]) -> Non
                 proc.communicate()
     assert proc.returncode == 0, err[-2000:]
     assert "service.cancelling" in err
+
+
+def test_service_sends_ready_and_watchdog_to_notify_socket(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Under systemd the running service reports READY=1, pings WATCHDOG=1 and says STOPPING."""
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    fake = FakeConfig(time_scale=1.0, tokens_per_s=2_000, load_s=0, seed=12)
+    messages: list[str] = []
+    try:
+        with FakeOllama(fake) as server:
+            config = write_config(url=server.url, target=100_000, daily=0, types=ALL_TYPES[:1])
+            env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"}
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gen_service", "run", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(TimeoutError):
+                        messages.append(sock.recv(4096).decode())
+                    if sum("WATCHDOG=1" in m for m in messages) >= 3 and any(
+                        "READY=1" in m for m in messages
+                    ):
+                        break
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=30)
+                while True:
+                    try:
+                        messages.append(sock.recv(4096).decode())
+                    except TimeoutError:
+                        break
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+    finally:
+        sock.close()
+    assert proc.returncode == 0, err[-2000:]
+    assert any(m.startswith("READY=1") for m in messages)
+    assert sum("WATCHDOG=1" in m for m in messages) >= 3
+    assert any("STOPPING=1" in m for m in messages)
