@@ -8,11 +8,14 @@ import os
 import sqlite3
 from typing import Any
 
+from gen_service.adapters.gpu import read_gpu
 from gen_service.adapters.store import query
 from gen_service.config import Config
 
 
-def dashboard(conn: sqlite3.Connection, cfg: Config | None, *, now: dt.datetime) -> dict[str, Any]:
+def dashboard(
+    conn: sqlite3.Connection, cfg: Config | None, *, now: dt.datetime, gpu_probe: bool = True
+) -> dict[str, Any]:
     """The memo's dashboard keys plus per-type counts (SPEC §6)."""
     rows = query(conn, "SELECT * FROM progress ORDER BY datatype")
     datatypes: dict[str, dict[str, Any]] = {}
@@ -47,6 +50,9 @@ def dashboard(conn: sqlite3.Connection, cfg: Config | None, *, now: dt.datetime)
     latest = query(conn, "SELECT model, phase, created_at FROM batches ORDER BY id DESC LIMIT 1")
     run = query(conn, "SELECT * FROM runs ORDER BY id DESC LIMIT 1")
     running = bool(run) and run[0]["status"] == "running" and _alive(run[0]["pid"])
+    phases = query(conn, "SELECT phase, model, gpu_share FROM phase_log ORDER BY id DESC LIMIT 1")
+    phase = phases[0] if phases and running else None
+    gpu = read_gpu() if gpu_probe else None
     per_hour = _rate(last_hour["n"], last_hour["first"], now)
     per_hour_day = _rate(last_day["n"], last_day["first"], now)
     remaining = sum(max(0, v["total_target"] - v["accepted"]) for v in datatypes.values())
@@ -63,11 +69,14 @@ def dashboard(conn: sqlite3.Connection, cfg: Config | None, *, now: dt.datetime)
         "samples_generated": sum(v["accepted"] for v in datatypes.values()),
         "samples_per_hour": round(per_hour, 1),
         "samples_per_hour_24h": round(per_hour_day, 1),
-        "current_model": latest[0]["model"] if latest and running else None,
-        "current_phase": latest[0]["phase"] if latest and running else None,
-        # GPU figures come from the model scheduler's phase log (not measured by this build).
-        "gpu_utilization": None,
-        "vram_usage": None,
+        "current_model": (phase["model"] if phase and phase["model"] else None)
+        or (latest[0]["model"] if latest and running else None),
+        "current_phase": (phase["phase"] if phase else None)
+        or (latest[0]["phase"] if latest and running else None),
+        # nvidia-smi on this machine, when there is one (the memo's formats).
+        "gpu_utilization": f"{gpu.utilization_pct:.0f}%" if gpu else None,
+        "vram_usage": f"{gpu.used_gb:.1f} / {gpu.total_gb:.0f} GB" if gpu else None,
+        "gpu_share_of_model": phase["gpu_share"] if phase else None,
         "estimated_completion": eta,
         "quality_score_avg": None,  # filled once the judge has scored samples
         "batches_failed": failed,

@@ -336,3 +336,28 @@ def test_service_sends_ready_and_watchdog_to_notify_socket(
     assert any(m.startswith("READY=1") for m in messages)
     assert sum("WATCHDOG=1" in m for m in messages) >= 3
     assert any("STOPPING=1" in m for m in messages)
+
+
+def test_status_while_running(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status --json answers while the service writes, naming the phase and resident model."""
+    from gen_service.cli import main
+
+    fake = FakeConfig(time_scale=1.0, tokens_per_s=3_000, load_s=0, seed=13)
+    with FakeOllama(fake) as server:
+        config = write_config(url=server.url, target=100_000, daily=0, types=ALL_TYPES[:1])
+        db = config.parent / "samples.db"
+        proc = _spawn(config)
+        try:
+            assert _wait_for(lambda: _accepted(db) >= 3)
+            assert main(["status", "--config", str(config), "--json"]) == 0
+            data = json.loads(capsys.readouterr().out)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+    assert data["service_running"] is True
+    assert data["current_phase"] == ALL_TYPES[0]
+    assert data["current_model"] == "qwen3:30b-a3b"
+    assert data["datatypes"][ALL_TYPES[0]]["accepted"] >= 3
+    assert data["samples_per_hour"] > 0
