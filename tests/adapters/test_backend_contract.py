@@ -11,18 +11,14 @@ one closes it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 # tests/adapters is on sys.path under pytest's default (prepend) import mode.
-from test_openai_compat import _free_port, _wait_until_serving
-
 from gen_service.adapters.backend import Backend, ChatRequest, Completion, Message, RunnerOptions
-from gen_service.adapters.llamacpp import DEFAULT_MODEL_NAME, default_model_path
+from gen_service.adapters.llamacpp import DEFAULT_MODEL_NAME
 from gen_service.adapters.ollama import OllamaBackend
 from gen_service.adapters.openai_compat import OpenAIBackend
 from gen_service.domain.parsing import extract_json
@@ -65,41 +61,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-def llama_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m llama_cpp.server`` serving SmolLM2 as DEFAULT_MODEL_NAME; yields its /v1 URL."""
-    pytest.importorskip("llama_cpp")
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(default_model_path()),
-        "--model_alias",
-        DEFAULT_MODEL_NAME,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        str(RUNNER.num_ctx),
-    ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            _wait_until_serving(process, f"http://127.0.0.1:{port}/v1/models", log_path)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture(
     scope="module",
     params=[
@@ -121,7 +82,7 @@ async def backend_case(request: pytest.FixtureRequest) -> AsyncIterator[BackendC
         return
     pytest.importorskip("llama_cpp")
     if kind == "openai":
-        backend = OpenAIBackend(request.getfixturevalue("llama_server_url"))
+        backend = OpenAIBackend(request.getfixturevalue("llama_server"))
     else:
         from gen_service.adapters.llamacpp import LlamaCppBackend
 

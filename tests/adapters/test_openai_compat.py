@@ -6,23 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from gen_service.adapters.backend import ChatRequest, LoadedModel, Message
-from gen_service.adapters.llamacpp import default_model_path
 from gen_service.adapters.openai_compat import OpenAIBackend
 from gen_service.errors import (
     BackendRejected,
@@ -30,6 +23,8 @@ from gen_service.errors import (
     ModelNotFound,
     TruncatedOutput,
 )
+
+from ..conftest import free_port
 
 MODEL = "smollm2:135m"
 
@@ -67,13 +62,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _request(
     schema: dict[str, Any] | None = None,
     *,
@@ -91,60 +79,6 @@ def _request(
         seed=7,
         think=think,
     )
-
-
-# -- a real llama-cpp-python server ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m llama_cpp.server`` serving SmolLM2 as MODEL; yields its base URL with /v1."""
-    pytest.importorskip("llama_cpp")
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(default_model_path()),
-        "--model_alias",
-        MODEL,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-    ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            _wait_until_serving(process, f"http://127.0.0.1:{port}/v1/models", log_path)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    with httpx.Client(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                log = log_path.read_text()
-                pytest.fail(f"llama_cpp.server exited {process.returncode}:\n{log}")
-            try:
-                if client.get(url).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    pytest.fail(f"llama_cpp.server did not answer {url} within 60 s:\n{log_path.read_text()}")
 
 
 @pytest.mark.llamacpp
@@ -233,7 +167,7 @@ async def test_health_falls_back_to_models_without_health_route(llama_server: st
 @pytest.mark.anyio
 async def test_health_of_a_closed_port_is_not_ok_and_does_not_raise() -> None:
     """An unreachable server gives ok=False with a hint, never an exception."""
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     async with OpenAIBackend(url, connect_timeout_s=2) as backend:
         health = await backend.health()
     assert not health.ok
@@ -496,7 +430,7 @@ async def test_failed_endpoint_is_passed_over_while_another_answers(
     scripted: ScriptedServer,
 ) -> None:
     """After an endpoint fails, the next requests go to the healthy one."""
-    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     scripted.script("/v1/chat/completions", _ok())
     routes = {MODEL: [dead, scripted.url]}
     async with OpenAIBackend(scripted.url, endpoints=routes, connect_timeout_s=2) as backend:
