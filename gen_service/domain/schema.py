@@ -7,6 +7,8 @@ so the pydantic schema is inlined: ``$ref`` to ``$defs`` replaced by the definit
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 from pydantic import BaseModel
@@ -55,6 +57,12 @@ def cap_strings(schema: Any, max_chars: int) -> Any:
 
 
 def item_schema(model: type[BaseModel], max_string_chars: int | None = None) -> dict[str, Any]:
+    return copy.deepcopy(_item_schema(model, max_string_chars))
+
+
+@functools.lru_cache(maxsize=256)
+def _item_schema(model: type[BaseModel], max_string_chars: int | None) -> dict[str, Any]:
+    # Building a pydantic JSON schema costs ~4 ms; every batch of a type asks for the same one.
     schema = inline_refs(model.model_json_schema())
     if max_string_chars is not None:
         schema = cap_strings(schema, max_string_chars)
@@ -72,7 +80,8 @@ def batch_schema(
         "properties": {
             BATCH_KEY: {
                 "type": "array",
-                "items": item_schema(model, max_string_chars),
+                # Shared, read-only: backends serialize it and never change it.
+                "items": _item_schema(model, max_string_chars),
                 "minItems": batch_size,
                 "maxItems": batch_size,
             }

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Benchmarks for SPEC §9 targets. Results go in BENCHMARKS.md with the command that made them.
+
+    .venv/bin/python scripts/bench.py overhead [--samples 3000]   # §9.1 pipeline vs bare httpx
+    .venv/bin/python scripts/bench.py status [--rows 1000000]     # §9.5 status on 1M samples
+
+Both run against real components: the fake Ollama in its own process (gen-service
+fake-ollama, time scale 0) and real SQLite files in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gen_service.adapters.prompt_files import load_prompt_library  # noqa: E402
+from gen_service.adapters.store import Store  # noqa: E402
+from gen_service.config import load_config  # noqa: E402
+from gen_service.domain.datatypes import REGISTRY  # noqa: E402
+from gen_service.domain.schema import batch_schema  # noqa: E402
+from gen_service.logs import configure_logging  # noqa: E402
+from gen_service.service.status import dashboard  # noqa: E402
+from gen_service.service.supervisor import run_service  # noqa: E402
+
+DATATYPE = "personality_traits"
+BATCH = 25
+PARALLEL = 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_fake(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gen_service",
+            "fake-ollama",
+            "--port",
+            str(port),
+            "--time-scale",
+            "0",
+            "--num-parallel",
+            str(PARALLEL),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the fake Ollama did not start")
+
+
+def _config(folder: Path, url: str, samples: int) -> Path:
+    text = f"""
+[service]
+db = "{folder / "bench.db"}"
+prompts_dir = "{ROOT / "prompts"}"
+timezone = "UTC"
+log_format = "json"
+log_level = "warning"
+
+[backend]
+kind = "ollama"
+url = "{url}"
+num_parallel = {PARALLEL}
+request_timeout_s = 60
+
+[models.volume]
+name = "qwen3:8b"
+num_ctx = 8192
+
+[datatypes.{DATATYPE}]
+model = "volume"
+batch_size = {BATCH}
+temperature = 0.9
+num_predict = 20000
+daily_target = 0
+total_target = {samples}
+
+[schedule]
+mode = "sequential"
+
+[[schedule.phases]]
+name = "bench"
+kind = "generate"
+datatypes = ["{DATATYPE}"]
+"""
+    path = folder / "bench.toml"
+    path.write_text(text)
+    return path
+
+
+async def _bare_loop(url: str, samples: int) -> float:
+    """Items per second of a bare httpx loop posting the same requests to the same fake."""
+    spec = REGISTRY[DATATYPE]
+    library = load_prompt_library(ROOT / "prompts", [DATATYPE])
+    rng = random.Random(0)
+    prompt = library.render(
+        spec, batch_size=BATCH, contexts=spec.sample_contexts(rng, BATCH), rng=rng
+    )
+    body = {
+        "model": "qwen3:8b",
+        "messages": [
+            {"role": "system", "content": prompt.system},
+            {"role": "user", "content": prompt.user},
+        ],
+        "format": batch_schema(spec.model, BATCH),
+        "stream": False,
+        "think": False,
+        "options": {"num_ctx": 8192, "temperature": 0.9, "num_predict": 20000},
+    }
+    done = 0
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        await client.post("/api/chat", json=body)  # load the model, as the service does
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            nonlocal done
+            while done < samples:
+                response = await client.post("/api/chat", json=body)
+                items = json.loads(response.json()["message"]["content"])["samples"]
+                done += len(items)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(PARALLEL):
+                tg.start_soon(worker)
+        return done / (time.perf_counter() - started)
+
+
+def _pipeline(config: Path) -> tuple[float, int]:
+    cfg = load_config(config)
+    configure_logging("json", "warning", stream=open("/dev/null", "w"))  # noqa: SIM115
+    started = time.perf_counter()
+    anyio.run(
+        lambda: run_service(cfg, until_done=True),
+        backend="asyncio",
+        backend_options={"use_uvloop": True},
+    )
+    seconds = time.perf_counter() - started
+    conn = sqlite3.connect(cfg.service.db)
+    accepted = int(conn.execute("SELECT accepted FROM progress").fetchone()[0])
+    conn.close()
+    return accepted / seconds, accepted
+
+
+def bench_overhead(samples: int) -> None:
+    port = _free_port()
+    fake = _start_fake(port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            bare = anyio.run(
+                _bare_loop, url, samples, backend="asyncio", backend_options={"use_uvloop": True}
+            )
+            rate, accepted = _pipeline(_config(Path(tmp), url, samples))
+    finally:
+        fake.terminate()
+        fake.wait()
+    print(f"bare httpx loop : {bare:8.1f} items/s")
+    print(f"full pipeline   : {rate:8.1f} accepted samples/s ({accepted} accepted)")
+    print(f"ratio           : {rate / bare:.2f} (target >= 0.8)")
+
+
+def bench_status(rows: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "big.db"
+
+        async def create() -> None:
+            async with Store.open(db) as store:
+                await store.set_targets([(name, "m", 1000, rows) for name in REGISTRY], dt.UTC)
+
+        anyio.run(create)
+        conn = sqlite3.connect(db)
+        names = list(REGISTRY)
+        started = time.perf_counter()
+        batch_rows = 25  # a realistic batch size: 40,000 batches for 1M samples
+        n_batches = rows // batch_rows
+        now = dt.datetime.now(dt.UTC)
+        conn.execute("BEGIN")
+        for b in range(n_batches):
+            name = names[b % len(names)]
+            # Spread over the last 60 days, newest last, so the last-hour queries find rows.
+            when = now - dt.timedelta(days=60) * (1 - b / n_batches)
+            day = when.date().isoformat()
+            created = when.isoformat(timespec="milliseconds")
+            conn.execute(
+                "INSERT INTO batches (run_id, datatype, model, status, attempts, requested,"
+                " accepted, created_at, day) VALUES (NULL, ?, 'm', 'ok', 1, ?, ?, ?, ?)",
+                (name, batch_rows, batch_rows, created, day),
+            )
+            batch_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            conn.executemany(
+                "INSERT INTO samples (batch_id, datatype, status, content_hash, payload,"
+                " created_at, day) VALUES (?, ?, 'accepted', ?, '{}', ?, ?)",
+                [(batch_id, name, f"{b}-{i}", created, day) for i in range(batch_rows)],
+            )
+        conn.execute("COMMIT")
+        conn.close()
+        print(f"filled {rows:,} samples in {time.perf_counter() - started:.1f} s")
+        ro = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        ro.row_factory = sqlite3.Row
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            data = dashboard(ro, None, now=dt.datetime.now(dt.UTC), gpu_probe=False)
+            times.append(time.perf_counter() - t)
+        ro.close()
+        assert data["samples_generated"] == rows, data["samples_generated"]
+        print(
+            f"dashboard() on {rows:,} samples: median {statistics.median(times) * 1000:.1f} ms,"
+            f" max {max(times) * 1000:.1f} ms over 20 runs (target < 200 ms)"
+        )
+        cli = []
+        for _ in range(5):
+            t = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "gen_service", "status", "--db", str(db), "--json"],
+                check=True,
+                capture_output=True,
+            )
+            cli.append(time.perf_counter() - t)
+        print(
+            f"`gen-service status --json` process wall time: median "
+            f"{statistics.median(cli) * 1000:.0f} ms (includes Python start-up and imports)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="which", required=True)
+    p = sub.add_parser("overhead")
+    p.add_argument("--samples", type=int, default=3000)
+    p = sub.add_parser("status")
+    p.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if args.which == "overhead":
+        bench_overhead(args.samples)
+    else:
+        bench_status(args.rows)
+
+
+if __name__ == "__main__":
+    main()
