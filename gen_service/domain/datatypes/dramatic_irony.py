@@ -155,15 +155,10 @@ def check_growth_not_worse(sample: DramaticIronySample) -> list[str]:
     return []
 
 
-def check_placeholders(sample: DramaticIronySample) -> list[str]:
-    """No empty or placeholder strings anywhere in the sample."""
-    return placeholder_problems(sample)
-
-
 # Random schema-valid data passes with probability about 0.75: the delta bounds make
 # P(growth < tone_deaf) = P(both in the shared [-0.5, 0.5]) / 2 = (2/3)^2 / 2 ≈ 0.22, and random
 # word strings rarely share 60% of their words. tests/domain/test_datatypes.py measures it.
-CHECKS = (check_placeholders, check_options_differ, check_growth_not_worse)
+CHECKS = (placeholder_problems, check_options_differ, check_growth_not_worse)
 
 # --- context sampler ------------------------------------------------------------------------
 

@@ -122,16 +122,16 @@ def check_thought_differs(sample: EmotionalAuthenticitySample) -> list[str]:
     return []
 
 
-def check_placeholders(sample: EmotionalAuthenticitySample) -> list[str]:
-    """No empty or placeholder strings anywhere in the sample."""
-    return placeholder_problems(sample)
-
-
 # Random schema-valid data (what the fake Ollama sends) passes these checks with probability
 # about 0.74: capacity is uniform over 1..10, support over 4 levels, failure over 11 modes, so
 # P(fail) = P(full) * (P(cap<=3) + P(cap>3) * 10/11) + P(none) * 1/11 ≈ 0.26; random word
 # strings are neither placeholders nor identical. tests/domain/test_datatypes.py measures it.
-CHECKS = (check_placeholders, check_capacity_support, check_support_failure, check_thought_differs)
+CHECKS = (
+    placeholder_problems,
+    check_capacity_support,
+    check_support_failure,
+    check_thought_differs,
+)
 
 # --- context sampler ------------------------------------------------------------------------
 

@@ -121,16 +121,11 @@ def check_evidence_differs(sample: PersonalityTraitsSample) -> list[str]:
     ]
 
 
-def check_placeholders(sample: PersonalityTraitsSample) -> list[str]:
-    """No empty or placeholder strings anywhere in the sample."""
-    return placeholder_problems(sample)
-
-
 # The dominant trait is derived, so "dominant_trait is the highest label" holds by construction
 # (a check on a model-written field would fail 4 in 5 random samples). Random schema-valid data
 # passes the remaining checks with probability above 0.9: random lines and evidence rarely
 # coincide word for word. tests/domain/test_datatypes.py measures it.
-CHECKS = (check_placeholders, check_dialogue_lines_differ, check_evidence_differs)
+CHECKS = (placeholder_problems, check_dialogue_lines_differ, check_evidence_differs)
 
 # --- context sampler ------------------------------------------------------------------------
 

@@ -126,16 +126,11 @@ def check_factors_differ(sample: RelationshipScoringSample) -> list[str]:
     return problems
 
 
-def check_placeholders(sample: RelationshipScoringSample) -> list[str]:
-    """No empty or placeholder strings anywhere in the sample."""
-    return placeholder_problems(sample)
-
-
 # Random schema-valid data passes with probability about 0.8: with 1..6 factors of 3 effects,
 # P(no "strengthens") averages (1/6) * sum((2/3)^k, k=1..6) ≈ 0.30, so each of the two score
 # rules fails 0.3 * 0.30 ≈ 0.09 of samples. tests/domain/test_datatypes.py measures it.
 CHECKS = (
-    check_placeholders,
+    placeholder_problems,
     check_score_matches_factors,
     check_rationale_differs,
     check_factors_differ,

@@ -92,16 +92,11 @@ def check_technique_timing(sample: TensionBuildingSample) -> list[str]:
     return []
 
 
-def check_placeholders(sample: TensionBuildingSample) -> list[str]:
-    """No empty or placeholder strings anywhere in the sample."""
-    return placeholder_problems(sample)
-
-
 # Random schema-valid data passes with probability about 0.87: only the technique/timing rule
 # bites (P = 2/4 techniques * 1/4 timings = 0.125); random word strings are neither the same nor
 # 80% overlapping. tests/domain/test_datatypes.py measures it.
 CHECKS = (
-    check_placeholders,
+    placeholder_problems,
     check_revealed_vs_withheld,
     check_payoff_delivers,
     check_technique_timing,
