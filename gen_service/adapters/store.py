@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,13 +181,17 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+def _system_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
-def utc_offset_modifier(tz: dt.tzinfo, now: dt.datetime | None = None) -> str:
+def iso(moment: dt.datetime) -> str:
+    """The timestamp format of every ``*_at`` column: UTC ISO-8601 with milliseconds."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def utc_offset_modifier(tz: dt.tzinfo, now: dt.datetime) -> str:
     """The SQLite date modifier that turns UTC 'now' into the zone's wall clock."""
-    now = now or dt.datetime.now(dt.UTC)
     offset = now.astimezone(tz).utcoffset() or dt.timedelta()
     return f"{int(offset.total_seconds() // 60):+d} minutes"
 
@@ -209,16 +213,24 @@ class RunInfo:
 class Store:
     """Async access for the service. Exactly one writer task uses the write methods."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        path: Path,
+        now: Callable[[], dt.datetime] = _system_now,
+    ) -> None:
         self._conn = conn
         self.path = path
+        self._now = now  # the service's Clock, so a scaled clock's runs stamp scaled times
         # One connection, several tasks (writer, scheduler, reload): a statement from one must
         # never land inside another's open transaction.
         self._lock = anyio.Lock()
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path) -> AsyncIterator[Store]:
+    async def open(
+        cls, path: Path, *, now: Callable[[], dt.datetime] = _system_now
+    ) -> AsyncIterator[Store]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = await aiosqlite.connect(path, isolation_level=None)
@@ -229,14 +241,14 @@ class Store:
             ) from None
         try:
             await _prepare(conn, path)
-            yield cls(conn, path)
+            yield cls(conn, path, now)
         finally:
             await conn.close()
 
     # -- runs and settings -------------------------------------------------------------------
 
     async def start_run(self, *, version: str, config_path: str, mode: str) -> RunInfo:
-        started = utc_now()
+        started = self._stamp()
         # A run still marked running was killed (SIGKILL, power loss): say so.
         await self._execute("UPDATE runs SET status = 'crashed' WHERE status = 'running'", ())
         cur = await self._execute(
@@ -249,14 +261,14 @@ class Store:
 
     async def finish_run(self, run_id: int, status: str) -> None:
         await self._execute(
-            "UPDATE runs SET ended_at = ?, status = ? WHERE id = ?", (utc_now(), status, run_id)
+            "UPDATE runs SET ended_at = ?, status = ? WHERE id = ?", (self._stamp(), status, run_id)
         )
 
     async def set_targets(
         self, targets: Iterable[tuple[str, str, int, int]], tz: dt.tzinfo
     ) -> None:
         """Record (datatype, model, daily, total) for the progress view, and the zone."""
-        now = utc_now()
+        now = self._stamp()
         async with self._transaction():
             await self._conn.execute("DELETE FROM targets")
             await self._conn.executemany(
@@ -264,12 +276,12 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(d, m, daily, total, now) for d, m, daily, total in targets],
             )
-            await self._set_setting("utc_offset_modifier", utc_offset_modifier(tz))
+            await self._set_setting("utc_offset_modifier", utc_offset_modifier(tz, self._now()))
 
     async def refresh_day(self, tz: dt.tzinfo) -> None:
         """Keep the stored UTC offset current across DST changes."""
         async with self._transaction():
-            await self._set_setting("utc_offset_modifier", utc_offset_modifier(tz))
+            await self._set_setting("utc_offset_modifier", utc_offset_modifier(tz, self._now()))
 
     async def _set_setting(self, key: str, value: str) -> None:
         await self._conn.execute(
@@ -388,7 +400,7 @@ class Store:
         cur = await self._execute(
             "INSERT INTO phase_log (run_id, phase, kind, started_at, model, load_s, gpu_share)"
             " VALUES (?,?,?,?,?,?,?)",
-            (run_id, phase, kind, utc_now(), model, load_s, gpu_share),
+            (run_id, phase, kind, self._stamp(), model, load_s, gpu_share),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
@@ -396,10 +408,13 @@ class Store:
     async def close_phase(self, phase_id: int, note: str | None = None) -> None:
         await self._execute(
             "UPDATE phase_log SET ended_at = ?, note = COALESCE(?, note) WHERE id = ?",
-            (utc_now(), note, phase_id),
+            (self._stamp(), note, phase_id),
         )
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _stamp(self) -> str:
+        return iso(self._now())
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> aiosqlite.Cursor:
         async with self._lock:

@@ -118,6 +118,6 @@ class ProgressBoard:
         self._changed = anyio.Event()
 
 
-def local_day(tz: dt.tzinfo, now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.UTC)
+def local_day(tz: dt.tzinfo, now: dt.datetime) -> str:
+    """The calendar day of ``now`` in ``tz``, YYYY-MM-DD."""
     return now.astimezone(tz).date().isoformat()

@@ -4,29 +4,29 @@ per model), turn each completion into checked sample rows, and hand them to the 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
 from gen_service.adapters.backend import Backend, ChatRequest, Completion, Message, RunnerOptions
-from gen_service.adapters.retrying import RetriesExhausted, RetryPolicy, with_retries
-from gen_service.config import Config
+from gen_service.adapters.retrying import Attempts, RetriesExhausted, RetryPolicy, with_retries
+from gen_service.config import Config, DatatypeConfig, ModelConfig
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
 from gen_service.domain.dedup import content_hash
 from gen_service.domain.parsing import ParsedBatch, parse_completion
-from gen_service.domain.prompts import PromptLibrary
+from gen_service.domain.prompts import Prompt, PromptLibrary
 from gen_service.domain.records import BatchRecord, SampleRow
 from gen_service.domain.schema import batch_schema
 from gen_service.errors import BackendError
 from gen_service.service.board import ProgressBoard, local_day
+from gen_service.service.clock import Clock
 from gen_service.service.gate import BackendGate, GateState
 from gen_service.service.writer import PendingBatch
 
@@ -45,6 +45,7 @@ class Generation:
     stopping: anyio.Event  # the service is draining: issue nothing new
     rng: random.Random
     gate: BackendGate
+    clock: Clock
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
         if model not in self.limiters:
@@ -77,6 +78,8 @@ async def produce(
     """Issue batches for ``datatype`` until ``remaining(datatype)`` is 0, the phase ends
     (``stop``) or the service drains; in-flight batches always finish and are committed."""
     in_flight_items = 0
+    # Every event of this producer and its batches carries the type and the phase.
+    structlog.contextvars.bind_contextvars(datatype=datatype, phase=phase)
 
     def halted() -> bool:
         return gen.stopping.is_set() or stop.is_set()
@@ -116,7 +119,7 @@ async def produce(
                     try:
                         record = await make_batch(gen, datatype, phase, size)
                     except Exception as exc:  # a bug must not end a 24/7 run: record it
-                        log.exception("batch.crashed", datatype=datatype, phase=phase)
+                        log.exception("batch.crashed")
                         record = crashed_record(gen, datatype, phase, size, exc)
                     finally:
                         limiter.release_on_behalf_of(token)  # the model is free again
@@ -130,80 +133,106 @@ async def produce(
             tg.start_soon(one, name=f"batch:{datatype}")
 
 
-async def make_batch(gen: Generation, datatype: str, phase: str, size: int) -> BatchRecord:
-    """One request (with retries) and its checked rows; failures become a failed record."""
-    cfg = gen.cfg
-    dtc = cfg.datatypes[datatype]
-    model_cfg = cfg.models[dtc.model]
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """One request decided before it is sent: the briefs, the prompt, the schema, the seed."""
+
+    datatype: str
+    phase: str
+    spec: DataTypeSpec
+    dtc: DatatypeConfig
+    model: ModelConfig
+    contexts: list[ItemContext]
+    prompt: Prompt
+    schema: dict[str, Any]
+    seed: int
+    rng: random.Random
+    started_at: dt.datetime  # from the service's Clock
+
+    @property
+    def size(self) -> int:
+        return len(self.contexts)
+
+
+def plan_batch(gen: Generation, datatype: str, phase: str, size: int) -> BatchPlan:
+    """Sample ``size`` briefs and render the request for them."""
+    dtc = gen.cfg.datatypes[datatype]
     spec = REGISTRY[datatype]
     rng = random.Random(gen.rng.getrandbits(64))
     contexts = spec.sample_contexts(rng, size)
     prompt = gen.library.render(
         spec, batch_size=size, contexts=contexts, rng=rng, examples=dtc.few_shot
     )
-    seed = rng.randrange(2**31)
-    schema = batch_schema(spec.model, size, max_string_chars=dtc.max_string_chars)
-    runner = RunnerOptions(num_ctx=model_cfg.num_ctx, num_gpu=model_cfg.num_gpu)
-    bound = log.bind(datatype=datatype, model=model_cfg.name, phase=phase)
-    started = time.perf_counter()
+    return BatchPlan(
+        datatype=datatype,
+        phase=phase,
+        spec=spec,
+        dtc=dtc,
+        model=gen.cfg.models[dtc.model],
+        contexts=contexts,
+        prompt=prompt,
+        schema=batch_schema(spec.model, size, max_string_chars=dtc.max_string_chars),
+        seed=rng.randrange(2**31),
+        rng=rng,
+        started_at=gen.clock.now(),
+    )
+
+
+def chat_request(gen: Generation, plan: BatchPlan, num_predict: int) -> ChatRequest:
+    """The backend request for ``plan`` with a given output budget."""
+    return ChatRequest(
+        model=plan.model.name,
+        messages=(Message("system", plan.prompt.system), Message("user", plan.prompt.user)),
+        schema=plan.schema,
+        temperature=plan.dtc.temperature,
+        num_predict=num_predict,
+        runner=RunnerOptions(num_ctx=plan.model.num_ctx, num_gpu=plan.model.num_gpu),
+        think=plan.dtc.think,
+        seed=plan.seed,
+        keep_alive=gen.cfg.backend.keep_alive,
+    )
+
+
+async def send(gen: Generation, plan: BatchPlan) -> Attempts[tuple[Completion, ParsedBatch]]:
+    """The request with retries; a completion counts once its text parses."""
 
     async def attempt(num_predict: int) -> tuple[Completion, ParsedBatch]:
-        completion = await gen.backend.chat(
-            ChatRequest(
-                model=model_cfg.name,
-                messages=(Message("system", prompt.system), Message("user", prompt.user)),
-                schema=schema,
-                temperature=dtc.temperature,
-                num_predict=num_predict,
-                runner=runner,
-                think=dtc.think,
-                seed=seed,
-                keep_alive=cfg.backend.keep_alive,
-            )
-        )
-        return completion, parse_completion(completion.content, spec.model)
+        completion = await gen.backend.chat(chat_request(gen, plan, num_predict))
+        return completion, parse_completion(completion.content, plan.spec.model)
 
-    now = dt.datetime.now(dt.UTC)
-    record = functools.partial(
-        BatchRecord,
-        datatype=datatype,
-        model=model_cfg.name,
-        phase=phase,
-        requested=size,
-        temperature=dtc.temperature,
-        seed=seed,
-        created_at=now.isoformat(timespec="milliseconds"),
-        day=local_day(cfg.service.tzinfo(), now),
+    return await with_retries(
+        attempt,
+        policy=gen.retry_policy(plan.model.num_ctx),
+        num_predict=plan.dtc.num_predict,
+        rng=plan.rng,
+        log=log.bind(model=plan.model.name),
+        hooks=gen.gate,
     )
+
+
+async def make_batch(gen: Generation, datatype: str, phase: str, size: int) -> BatchRecord:
+    """One request (with retries) and its checked rows; failures become a failed record."""
+    plan = plan_batch(gen, datatype, phase, size)
     try:
-        result = await with_retries(
-            attempt,
-            policy=gen.retry_policy(model_cfg.num_ctx),
-            num_predict=dtc.num_predict,
-            rng=rng,
-            log=bound,
-            hooks=gen.gate,
-        )
+        result = await send(gen, plan)
     except RetriesExhausted as exc:
-        bound.warning("batch.failed", attempts=exc.attempts, error=str(exc.last))
-        return record(
-            status="failed",
-            attempts=exc.attempts,
-            num_predict=dtc.num_predict,
-            error="\n".join(exc.errors),
-            latency_s=time.perf_counter() - started,
+        log.warning(
+            "batch.failed", model=plan.model.name, attempts=exc.attempts, error=str(exc.last)
         )
+        return failed_record(gen, plan, attempts=exc.attempts, error="\n".join(exc.errors))
     except BackendError as exc:  # not retryable: a rejected request, a missing model
-        bound.error("batch.failed", attempts=1, error=str(exc), error_type=type(exc).__name__)
-        return record(
-            status="failed",
+        log.error(
+            "batch.failed",
+            model=plan.model.name,
             attempts=1,
-            num_predict=dtc.num_predict,
-            error=f"attempt 1: {type(exc).__name__}: {exc}",
-            latency_s=time.perf_counter() - started,
+            error=str(exc),
+            error_type=type(exc).__name__,
         )
+        return failed_record(gen, plan, attempts=1, error=f"attempt 1: {type(exc).__name__}: {exc}")
     completion, parsed = result.value
-    return record(
+    return _record(
+        gen,
+        plan,
         status="ok",
         attempts=result.attempts,
         num_predict=result.num_predict,
@@ -213,8 +242,29 @@ async def make_batch(gen: Generation, datatype: str, phase: str, size: int) -> B
         total_s=completion.total_s,
         load_s=completion.load_s,
         eval_s=completion.eval_s,
-        latency_s=time.perf_counter() - started,
-        samples=tuple(rows_of(spec, parsed, contexts)),
+        samples=tuple(rows_of(plan.spec, parsed, plan.contexts)),
+    )
+
+
+def failed_record(gen: Generation, plan: BatchPlan, *, attempts: int, error: str) -> BatchRecord:
+    return _record(
+        gen, plan, status="failed", attempts=attempts, num_predict=plan.dtc.num_predict, error=error
+    )
+
+
+def _record(gen: Generation, plan: BatchPlan, **fields: Any) -> BatchRecord:
+    now = gen.clock.now()
+    return BatchRecord(
+        datatype=plan.datatype,
+        model=plan.model.name,
+        phase=plan.phase,
+        requested=plan.size,
+        temperature=plan.dtc.temperature,
+        seed=plan.seed,
+        created_at=plan.started_at.isoformat(timespec="milliseconds"),
+        day=local_day(gen.cfg.service.tzinfo(), plan.started_at),
+        latency_s=(now - plan.started_at).total_seconds(),
+        **fields,
     )
 
 
@@ -222,7 +272,7 @@ def crashed_record(
     gen: Generation, datatype: str, phase: str, size: int, exc: Exception
 ) -> BatchRecord:
     dtc = gen.cfg.datatypes[datatype]
-    now = dt.datetime.now(dt.UTC)
+    now = gen.clock.now()
     return BatchRecord(
         datatype=datatype,
         model=gen.cfg.models[dtc.model].name,

@@ -20,7 +20,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gen_service.config import load_config
-from gen_service.service import supervisor
+from gen_service.service import runner
 from gen_service.service.clock import ScaledClock
 from gen_service.service.supervisor import run_service
 from gen_service.testing.fake_ollama import FakeConfig, FakeOllama
@@ -95,7 +95,7 @@ async def test_vanished_model_is_reloaded(
     write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A model evicted mid-phase (runner crash) is noticed, reloaded and logged."""
-    monkeypatch.setattr(supervisor, "RESIDENCY_CHECK_S", 0.05)
+    monkeypatch.setattr(runner, "RESIDENCY_CHECK_S", 0.05)
     fake = FakeConfig(seed=4, time_scale=1.0, tokens_per_s=2_000, load_s=0)
     with FakeOllama(fake) as server:
         base = write_config(
