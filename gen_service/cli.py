@@ -79,6 +79,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path)
     p.set_defaults(func=_cmd_check_config)
 
+    p = sub.add_parser("init", help="write a documented starter config")
+    p.add_argument(
+        "path",
+        type=Path,
+        nargs="?",
+        default=Path("gen-service.toml"),
+        help="where to write it (default: ./gen-service.toml)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("ollama", "embedded"),
+        default="ollama",
+        help="ollama: Qwen3 on a local Ollama (the memo's strategy); embedded: the tiny "
+        "SmolLM2 model in-process, no GPU (default: ollama)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=_cmd_init)
+
     p = sub.add_parser("fake-ollama", help="serve a fake Ollama (a test double) for dry runs")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=11434)
@@ -106,10 +124,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from gen_service.config import load_config
+    from gen_service.config import config_warnings, load_config
 
-    load_config(args.path)
+    cfg = load_config(args.path)
+    for warning in config_warnings(cfg):
+        print(f"warning: {args.path}: {warning}", file=sys.stderr)
     print("ok")
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from gen_service.starter import write_starter
+
+    path = write_starter(args.path, args.backend, force=args.force)
+    print(f"wrote {path} ({args.backend} backend)")
+    print(f"check it:  gen-service check-config {path}")
+    print(f"run it:    gen-service run --config {path}")
     return EXIT_OK
 
 

@@ -2,8 +2,13 @@
 
 One function loads it (:func:`load_config`); it is validated completely at start and again on
 SIGHUP, and every problem becomes a :class:`~gen_service.errors.ConfigError` whose message names
-the file, the key and the fix. The format is an interface (see ``config-example.toml``): keys are
-added, never renamed.
+the file, the key and the fix. The format is an interface: keys are added, never renamed. Every
+key is documented in the README's "Configuration" section and in the comments of the two shipped
+configs (``systemd/gen-service.toml``, ``quickstart.toml``); ``gen-service init`` writes one.
+
+Every accepted key has an effect. A key of the format whose feature is not built yet is listed
+in :data:`NOT_BUILT`: accepted at its default, refused (exit 78) at any other value, so an
+operator never believes a feature is on when it is not.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from gen_service import resources
 from gen_service.errors import ConfigError
 
 DEFAULT_CONFIG_PATHS = (Path("gen-service.toml"), Path("/etc/gen-service/gen-service.toml"))
@@ -39,7 +45,8 @@ class _Section(BaseModel):
 
 class ServiceConfig(_Section):
     db: Path = Path("samples.db")
-    prompts_dir: Path = Path("prompts")
+    # Unset: the prompt library shipped with gen-service.
+    prompts_dir: Path = Field(default_factory=resources.prompts_dir)
     timezone: str = "local"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -222,6 +229,9 @@ class Config(_Section):
                     )
         if self.schedule.mode == "clock":
             _check_clock_phases(self.schedule.phases)
+        problem = _not_built_problems(self)
+        if problem is not None:
+            raise problem
         return self
 
     # -- convenience -------------------------------------------------------------------------
@@ -236,6 +246,64 @@ class Config(_Section):
             for dtn in phase.datatypes:
                 seen.setdefault(dtn)
         return list(seen)
+
+
+# Keys of the format whose feature is not built yet: (table path, key) -> what the key would
+# turn on. Accepted at their default, refused otherwise. Remove an entry when its feature lands.
+NOT_BUILT: dict[tuple[str, str], str] = {
+    ("service", "metrics_addr"): "the /metrics and /status endpoint",
+    ("service", "progress"): "progress bars for foreground runs",
+    ("validation", "model"): "the judge phase",
+    ("validation", "sample_rate"): "the judge phase",
+    ("validation", "temperature"): "the judge phase",
+    ("validation", "flag_below"): "the judge phase",
+    ("validation", "regenerate_flagged"): "regeneration of flagged batches",
+    ("dedup", "threshold"): "near-duplicate detection (only exact copies are caught today)",
+    ("models", "tokens_per_s"): "`gen-service plan`",
+}
+
+
+def _not_built_problems(cfg: Config) -> _KeyProblem | None:
+    sections: list[tuple[tuple[str | int, ...], str, BaseModel]] = [
+        (("service",), "service", cfg.service),
+        (("validation",), "validation", cfg.validation),
+        (("dedup",), "dedup", cfg.dedup),
+    ]
+    sections += [(("models", role), "models", m) for role, m in cfg.models.items()]
+    for loc, table, section in sections:
+        for key, field in type(section).model_fields.items():
+            feature = NOT_BUILT.get((table, key))
+            if feature is None or key not in section.model_fields_set:
+                continue
+            value = getattr(section, key)
+            if value == field.get_default(call_default_factory=True):
+                continue
+            return _KeyProblem(
+                (*loc, key),
+                f"{value!r} would turn on {feature}, which this version of gen-service does not "
+                f"have yet. Fix: remove the key (or set it to its default, "
+                f"{field.get_default(call_default_factory=True)!r})",
+            )
+    return None
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """What is legal but probably not what the operator means; printed by check-config and
+    logged at start-up."""
+    warnings: list[str] = []
+    for phase in cfg.schedule.phases:
+        if phase.kind != "generate":
+            what = "judging samples" if phase.kind == "validate" else "processing"
+            warnings.append(
+                f"[schedule.phases] {phase.name!r} is a {phase.kind} phase; {what} is not built "
+                "yet, so the phase does nothing"
+                + (
+                    " (its time goes to backfill)"
+                    if cfg.schedule.mode == "clock" and cfg.schedule.backfill
+                    else ""
+                )
+            )
+    return warnings
 
 
 class _KeyProblem(ValueError):
@@ -288,7 +356,7 @@ def find_config(explicit: Path | None) -> Path:
         if not explicit.is_file():
             raise ConfigError(
                 f"{explicit}: no such config file. Fix: pass the path of an existing TOML "
-                "file to --config (see systemd/gen-service.toml or quickstart.toml).",
+                "file to --config, or write a starter config with `gen-service init`.",
                 path=str(explicit),
             )
         return explicit
@@ -297,9 +365,9 @@ def find_config(explicit: Path | None) -> Path:
             return candidate
     raise ConfigError(
         "no config file found: looked for ./gen-service.toml and "
-        "/etc/gen-service/gen-service.toml. Fix: pass --config PATH, or copy "
-        "quickstart.toml (embedded model) or systemd/gen-service.toml (Ollama) to "
-        "./gen-service.toml."
+        "/etc/gen-service/gen-service.toml. Fix: pass --config PATH, or write a starter "
+        "config with `gen-service init` (Ollama) or `gen-service init --backend embedded` "
+        "(the embedded model, no GPU)."
     )
 
 
@@ -398,7 +466,9 @@ def _format(path: Path, loc: tuple[str | int, ...], problem: str) -> str:
 
 
 _FIXES = {
-    "extra_forbidden": "remove it or correct its spelling (see config-example.toml for the keys)",
+    "extra_forbidden": (
+        "remove it or correct its spelling (the README's Configuration section lists every key)"
+    ),
     "missing": "add it",
     "literal_error": "use one of the allowed values",
     "string_pattern_mismatch": 'write times as "HH:MM" (00:00 to 24:00)',

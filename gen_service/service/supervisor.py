@@ -19,7 +19,7 @@ from gen_service.adapters.gpu import vram_budget_bytes
 from gen_service.adapters.prompt_files import load_prompt_library
 from gen_service.adapters.store import Store
 from gen_service.adapters.systemd import Notifier, watchdog_loop
-from gen_service.config import Config
+from gen_service.config import Config, config_warnings
 from gen_service.domain.prompts import PromptLibrary
 from gen_service.errors import BackendUnavailable
 from gen_service.service.board import ProgressBoard, local_day
@@ -101,6 +101,8 @@ async def _supervise(
     )
     outcome = Outcome("stopped")
     status = "crashed"
+    for warning in config_warnings(cfg):
+        log.warning("config.warning", warning=warning)
     log.info(
         "service.started",
         mode=cfg.schedule.mode,
