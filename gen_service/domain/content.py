@@ -1,0 +1,217 @@
+"""Content checks on every free-text field of a sample (pure).
+
+The schema says a field is a string; these checks say it is writing. Each data type names the
+rule of each of its text fields (:class:`TextRule`: a name, a line of dialogue, prose with a
+minimum word count); any string field it does not name is prose of at least
+:data:`DEFAULT_MIN_WORDS` words. Every problem is ``"code: detail"``, and the codes are:
+
+- ``too_short``: fewer words than the field's minimum;
+- ``not_prose``: the text is mostly numbers, ids, dates or dotted tokens ("4.2", "E-1191 ,",
+  "derek.johnson.1.12.21"), or one run-on token;
+- ``not_a_name``: a name field that is not one to five words of letters;
+- ``repetition_loop``: the text repeats itself (repeated word trigrams, a syllable loop like
+  "huhdlehdlehdeh", or text that compresses to almost nothing);
+- ``stock_phrase``: one of the stock phrases the system prompt tells the model to avoid.
+
+Leakage (a hidden fact showing up where it must not) is a per-type rule built from
+:func:`salient_words` and :func:`leaked_share`.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+DEFAULT_MIN_WORDS = 3
+
+# The stock phrases system.j2 tells the model to avoid; the system template lists them from here
+# (the ``stock_phrases`` variable), so the prompt and the check never drift apart.
+STOCK_PHRASES: tuple[str, ...] = (
+    "a wave of emotion",
+    "a whirlwind of emotions",
+    "a mix of emotions",
+    "i'm here for you",
+    "it's going to be okay",
+    "everything happens for a reason",
+    "time heals all wounds",
+    "little did they know",
+    "a testament to",
+    "sent shivers down",
+    "let out a breath they didn't know",
+    "at the end of the day",
+    "on a journey of",
+    "navigate the complexities",
+    "delve into",
+)
+
+TextKind = Literal["prose", "name", "line"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextRule:
+    """How one free-text field is checked: ``kind`` and the fewest words it may have."""
+
+    kind: TextKind = "prose"
+    min_words: int = DEFAULT_MIN_WORDS
+
+
+NAME = TextRule("name", 1)
+
+# A word: letters (any script), inner apostrophes or hyphens, surrounding punctuation allowed.
+_WORD_TOKEN = re.compile(r"^[\"'“‘(\[]*[^\W\d_]+(?:['’\-][^\W\d_]+)*[.,;:!?…\"'”’)\]-]*$")
+_NAME_TOKEN = re.compile(r"^[^\W\d_]+(?:['’\-.][^\W\d_]*)*\.?$")
+_WORDS = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+_SYLLABLE_LOOP = re.compile(r"([^\W\d_]{2,5})\1{2,}", re.IGNORECASE)
+_LONGEST_WORD = 20  # letters; longer tokens are run-ons or noise, not English words
+_PROSE_SHARE = 0.7  # at least this share of tokens must be words
+_TRIGRAM_REPEAT = 0.3  # above this share of repeated word trigrams, the text loops
+_MIN_COMPRESSION = 0.3  # zlib ratio below this on text of 60+ chars: it repeats itself
+
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are aren't as at be because
+    been before being below between both but by can can't cannot could couldn't did didn't do
+    does doesn't doing don't down during each even ever every few for from further get gets got
+    had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers herself him
+    himself his how how's however i i'd i'll i'm i've if in into is isn't it it's its itself just
+    know let let's like made make many may me might more most much must mustn't my myself never
+    no nor not now of off on once one only or other ought our ours ourselves out over own really
+    said same say says she she'd she'll she's should shouldn't so some still such than that
+    that's the their theirs them themselves then there there's these they they'd they'll they're
+    they've this those though through to too under until up upon us very was wasn't way we we'd
+    we'll we're we've well were weren't what what's when when's where where's whether which while
+    who who's whom why why's will with without won't would wouldn't yet you you'd you'll you're
+    you've your yours yourself yourselves""".split()
+)
+
+
+def words_of(text: str) -> list[str]:
+    """The words of ``text``, lowercased, curly apostrophes straightened."""
+    return [w.casefold().replace("’", "'") for w in _WORDS.findall(text)]
+
+
+def salient_words(text: str, *, ignore: frozenset[str] = frozenset()) -> set[str]:
+    """Content words of ``text``: four letters or more, not stopwords, not in ``ignore``."""
+    return {w for w in words_of(text) if len(w) >= 4 and w not in STOPWORDS and w not in ignore}
+
+
+def leaked_share(secret: set[str], text: str) -> float:
+    """The share of ``secret``'s words that appear in ``text`` (0 when there are none)."""
+    if not secret:
+        return 0.0
+    present = set(words_of(text))
+    return len(secret & present) / len(secret)
+
+
+def text_problems(path: str, text: str, rule: TextRule) -> list[str]:
+    """The content problems of one free-text field (empty: it reads as writing)."""
+    stripped = text.strip()
+    if not stripped:
+        return []  # empty strings are the placeholder check's finding
+    tokens = stripped.split()
+    if rule.kind == "name":
+        if not 1 <= len(tokens) <= 5 or not all(_NAME_TOKEN.match(t) for t in tokens):
+            return [f"not_a_name: {path} is not a name ({stripped[:40]!r})"]
+        return []
+    word_tokens = [t for t in tokens if _WORD_TOKEN.match(t)]
+    problems: list[str] = []
+    if (
+        not word_tokens
+        or len(word_tokens) / len(tokens) < _PROSE_SHARE
+        or any(len(t) > _LONGEST_WORD for t in word_tokens)
+    ):
+        problems.append(f"not_prose: {path} is not words ({stripped[:40]!r})")
+    elif len(word_tokens) < rule.min_words:
+        problems.append(
+            f"too_short: {path} has {len(word_tokens)} word"
+            f"{'s' if len(word_tokens) != 1 else ''}, fewer than {rule.min_words}"
+        )
+    loop = _loop(stripped)
+    if loop:
+        problems.append(f"repetition_loop: {path} {loop}")
+    lowered = stripped.casefold().replace("’", "'")
+    for phrase in STOCK_PHRASES:
+        if phrase in lowered:
+            problems.append(f"stock_phrase: {path} uses the stock phrase {phrase!r}")
+            break
+    return problems
+
+
+def _loop(text: str) -> str:
+    """Why ``text`` repeats itself, or "" when it does not."""
+    match = _SYLLABLE_LOOP.search(text)
+    if match is not None:
+        return f"loops on {match.group(1)!r}"
+    seq = words_of(text)
+    if len(seq) >= 9:
+        trigrams = [tuple(seq[i : i + 3]) for i in range(len(seq) - 2)]
+        repeated = len(trigrams) - len(set(trigrams))
+        if repeated / len(trigrams) > _TRIGRAM_REPEAT:
+            return f"repeats {repeated} of its {len(trigrams)} word trigrams"
+    if len(text) >= 60:
+        raw = text.encode("utf-8")
+        if len(zlib.compress(raw, 6)) / len(raw) < _MIN_COMPRESSION:
+            return "repeats itself (it compresses to almost nothing)"
+    return ""
+
+
+def string_fields(value: Any, path: str = "") -> Iterator[tuple[str, str, str]]:
+    """(path, rule key, text) for every string in a dumped sample; the rule key drops list
+    indexes (``dialogue[2]`` has the key ``dialogue[]``)."""
+    if isinstance(value, str):
+        yield path, re.sub(r"\[\d+\]", "[]", path), value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from string_fields(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from string_fields(item, f"{path}[{index}]")
+
+
+def content_problems(payload: Mapping[str, Any], rules: Mapping[str, TextRule]) -> list[str]:
+    """Content problems of the free-text fields of a dumped sample: ``rules`` maps each free-text
+    field's rule key (see :func:`string_fields`) to its rule; other strings (enum values,
+    derived labels) are not checked."""
+    problems: list[str] = []
+    for path, key, text in string_fields(payload):
+        rule = rules.get(key)
+        if rule is not None:
+            problems.extend(text_problems(path, text, rule))
+    return problems
+
+
+def free_text_keys(schema: Mapping[str, Any]) -> list[str]:
+    """The rule keys of every free-text string in a JSON schema (pydantic's, ``$ref``s
+    allowed): strings without ``enum`` or ``const``, in schema order."""
+    defs: Mapping[str, Any] = schema.get("$defs", {})
+    keys: list[str] = []
+
+    def walk(node: Mapping[str, Any], path: str) -> None:
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            node = {**defs[ref.rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+        kind = node.get("type")
+        if kind == "string" and "enum" not in node and "const" not in node:
+            keys.append(path)
+        for name, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{name}" if path else name)
+        items = node.get("items")
+        if isinstance(items, Mapping):
+            walk(items, f"{path}[]")
+
+    walk(schema, "")
+    return keys
+
+
+def text_rules(
+    schema: Mapping[str, Any], overrides: Mapping[str, TextRule]
+) -> dict[str, TextRule]:
+    """Every free-text field of ``schema`` with its rule: the override, else prose of
+    :data:`DEFAULT_MIN_WORDS` words. Raises KeyError for an override of no such field."""
+    keys = free_text_keys(schema)
+    unknown = set(overrides) - set(keys)
+    if unknown:
+        raise KeyError(f"no free-text field {sorted(unknown)}; fields: {', '.join(keys)}")
+    return {key: overrides.get(key, TextRule()) for key in keys}
