@@ -8,7 +8,8 @@ Endpoints (shapes as in Ollama's ``docs/api.md``):
 - ``GET /`` ("Ollama is running"), ``GET /api/version``, ``GET /api/tags``, ``GET /api/ps``,
   ``POST /api/show``, ``POST /api/chat`` (``stream`` false, or true/omitted for NDJSON),
   ``POST /api/pull`` (NDJSON progress; an unknown model ends the stream with an error line).
-- Control from other processes: ``GET /_fake/stats``, ``GET|POST /_fake/faults``,
+- Control from other processes: ``GET /_fake/stats``, ``GET|POST /_fake/faults`` (a POST body
+  is a whole ``FaultRates``), ``GET|POST /_fake/judge`` (a whole ``JudgeBehaviour``),
   ``POST /_fake/evict`` ``{"model": ...}``, ``POST /_fake/reset``.
 
 The simulated GPU:
@@ -30,16 +31,21 @@ The simulated GPU:
   same ratio summed over models, i.e. the per-model fractions averaged with residency time as
   weight.
 - **Faults**, drawn per chat request that has messages, with one seeded RNG: see ``FaultRates``.
+- **The judge.** The items of every generated ``samples`` array are remembered (a bounded LRU),
+  so a judge request that quotes one gets labels that agree with it, or disagree at a set
+  share, and dimensions that are low at a set share: see ``_judge`` and ``JudgeBehaviour``.
 
 Layout (private modules, re-exported here):
 
-- ``_config``: ``FakeConfig``, ``FakeModel``, ``FaultRates``, ``default_models``, constants.
+- ``_config``: ``FakeConfig``, ``FakeModel``, ``FaultRates``, ``JudgeBehaviour``,
+  ``default_models``, constants.
 - ``_schema``: the schema faker (content from the request's JSON schema, ``invalid_items``).
 - ``_text``: filler words, token counts, timestamps.
 - ``_request``: the validated chat request, keep_alive parsing, HTTP errors.
 - ``_gpu``: the simulated GPU (residency, VRAM, eviction, slots, queue, tokens, statistics).
 - ``_stats``: ``FakeStats``, ``LoadEvent`` and the live counters.
 - ``_generate``: a chat's completion (content faults, thinking, ``num_predict``).
+- ``_memory``: the generated sample items the judge remembers; ``_judge``: its verdicts.
 - ``_handler``: the HTTP handler and its routes; ``_server``: ``FakeOllama``, ``serve_forever``.
 """
 
@@ -52,6 +58,7 @@ from gen_service.testing.fake_ollama._config import (
     FakeConfig,
     FakeModel,
     FaultRates,
+    JudgeBehaviour,
     default_models,
     kv_cache_bytes,
 )
@@ -71,6 +78,7 @@ __all__ = [
     "FakeOllama",
     "FakeStats",
     "FaultRates",
+    "JudgeBehaviour",
     "LoadEvent",
     "default_models",
     "kv_cache_bytes",

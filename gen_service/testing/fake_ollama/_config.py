@@ -116,10 +116,35 @@ class FaultRates:
 
 _NO_FAULTS = FaultRates()
 
+JUDGE_FIELDS = ("low_quality_share", "label_disagreement_share")
+
+
+@dataclass(frozen=True)
+class JudgeBehaviour:
+    """How the fake answers judge requests (see ``_judge``); each share is a probability per
+    judge request.
+
+    - ``low_quality_share``: all four dimensions are drawn from [0.30, 0.65] instead of
+      [0.75, 0.98].
+    - ``label_disagreement_share``: the blind labels disagree with the judged sample's own.
+    """
+
+    low_quality_share: float = 0.0
+    label_disagreement_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in JUDGE_FIELDS:
+            share = getattr(self, name)
+            if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+                raise ValueError(f"judge {name}={share!r} is not a probability in [0, 1]")
+
+
+_AGREEING_JUDGE = JudgeBehaviour()
+
 
 @dataclass(frozen=True)
 class FakeConfig:
-    """The simulated machine: its models, GPU, slots, speed and faults."""
+    """The simulated machine: its models, GPU, slots, speed, faults and judge."""
 
     models: tuple[FakeModel, ...] = _DEFAULT_MODELS
     vram_bytes: int = 12 * 2**30
@@ -131,6 +156,10 @@ class FakeConfig:
     stall_s: float = 3600.0
     faults: FaultRates = _NO_FAULTS
     seed: int = 0
+    judge: JudgeBehaviour = _AGREEING_JUDGE
+    remembered_items: int = 50_000
+    """How many generated sample items the judge remembers, least recently used going first
+    (about 2 KB each for this project's data types: some 100 MB at the default)."""
 
     def __post_init__(self) -> None:
         if self.num_parallel < 1:
@@ -143,6 +172,8 @@ class FakeConfig:
             raise ValueError("time_scale, load_s and stall_s must not be negative")
         if self.vram_bytes < 0:
             raise ValueError("vram_bytes must not be negative")
+        if self.remembered_items < 0:
+            raise ValueError("remembered_items must not be negative")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError("model names must be unique")

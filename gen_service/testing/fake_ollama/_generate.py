@@ -1,5 +1,5 @@
-"""What a chat answers: content from the request's schema, the content faults, thinking text and
-the ``num_predict`` budget."""
+"""What a chat answers: content from the request's schema (or a verdict, for a judge request),
+the content faults, thinking text and the ``num_predict`` budget."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gen_service.testing.fake_ollama._gpu import Gpu
+from gen_service.testing.fake_ollama._judge import is_judge_format, verdict
+from gen_service.testing.fake_ollama._memory import string_literals
 from gen_service.testing.fake_ollama._request import ChatRequest
 from gen_service.testing.fake_ollama._schema import SchemaFaker
 from gen_service.testing.fake_ollama._text import WORDS, sentences, tokens
@@ -33,7 +36,7 @@ def generate(gpu: Gpu, request: ChatRequest, faults: set[str], rng: random.Rando
     else:
         if isinstance(fmt, Mapping):
             faker = SchemaFaker(rng, fmt)
-            value = faker.value(fmt)
+            value = _structured(gpu, request, faker, fmt)
             if "invalid_items" in faults and faker.spoil_arrays(fmt, value) > 0:
                 gpu.count_fault("invalid_items")
             content = json.dumps(value, ensure_ascii=False)
@@ -79,3 +82,19 @@ def generate(gpu: Gpu, request: ChatRequest, faults: set[str], rng: random.Rando
         prompt_tokens=prompt_tokens,
         eval_tokens=tokens(thinking) + tokens(content),
     )
+
+
+def _structured(gpu: Gpu, request: ChatRequest, faker: SchemaFaker, fmt: Mapping[str, Any]) -> Any:
+    """A value for a JSON-schema ``format``: a verdict for a judge request, else the faker's,
+    whose ``samples`` items are remembered for the judge."""
+    if is_judge_format(faker, fmt):
+        text = "\n".join(
+            str(m.get("content", "")) for m in request.messages if isinstance(m, Mapping)
+        )
+        item = gpu.recall_sample(string_literals(text))
+        return verdict(faker, fmt, gpu.judge, item, text)
+    value = faker.value(fmt)
+    samples = value.get("samples") if isinstance(value, dict) else None
+    if isinstance(samples, list):
+        gpu.remember_samples(samples)
+    return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -18,9 +19,11 @@ from gen_service.testing.fake_ollama._config import (
     FakeConfig,
     FakeModel,
     FaultRates,
+    JudgeBehaviour,
     kv_cache_bytes,
     model_details,
 )
+from gen_service.testing.fake_ollama._memory import SampleMemory
 from gen_service.testing.fake_ollama._request import Abort, ChatRequest
 from gen_service.testing.fake_ollama._stats import Counters, FakeStats, LoadEvent
 from gen_service.testing.fake_ollama._text import iso
@@ -52,6 +55,8 @@ class Gpu:
         self.cond = threading.Condition(self.lock)
         self.rng = random.Random(config.seed)
         self.faults = config.faults
+        self.judge = config.judge
+        self.memory = SampleMemory(config.remembered_items)
         self.t0 = time.monotonic()
         self.residents: dict[str, Resident] = {}
         self.busy_slots: dict[str, int] = {}
@@ -257,6 +262,18 @@ class Gpu:
         with self.lock:
             self.last_content[key] = content
 
+    def remember_samples(self, samples: list[Any]) -> None:
+        with self.lock:
+            self.memory.remember(samples)
+
+    def recall_sample(self, literals: Iterable[str]) -> dict[str, Any] | None:
+        """The remembered sample item a judge request quotes, counting the judge request."""
+        with self.lock:
+            item = self.memory.recall(literals)
+            self.counters.judge_requests += 1
+            self.counters.judge_matched += item is not None
+            return item
+
     def add_tokens(self, count: int) -> None:
         with self.lock:
             self.counters.tokens_generated += count
@@ -319,6 +336,8 @@ class Gpu:
                 busy_fraction=overall,
                 busy_fraction_by_model=by_model,
                 tokens_generated=c.tokens_generated,
+                judge_requests=c.judge_requests,
+                judge_matched=c.judge_matched,
             )
 
     def reset_stats(self) -> None:
@@ -328,6 +347,10 @@ class Gpu:
     def set_faults(self, faults: FaultRates) -> None:
         with self.lock:
             self.faults = faults
+
+    def set_judge(self, judge: JudgeBehaviour) -> None:
+        with self.lock:
+            self.judge = judge
 
 
 class Lease:

@@ -21,9 +21,11 @@ from urllib.parse import urlsplit
 
 from gen_service.testing.fake_ollama._config import (
     FAULT_NAMES,
+    JUDGE_FIELDS,
     OLLAMA_VERSION,
     FakeModel,
     FaultRates,
+    JudgeBehaviour,
     model_details,
     parameter_count,
 )
@@ -419,6 +421,21 @@ class Handler(BaseHTTPRequestHandler):
         self._gpu.set_faults(faults)
         self._send_json(200, dataclasses.asdict(faults), count=False)
 
+    def _fake_judge_get(self, raw: bytes) -> None:
+        self._send_json(200, dataclasses.asdict(self._gpu.judge), count=False)
+
+    def _fake_judge_set(self, raw: bytes) -> None:
+        body = self._json_body(raw)
+        unknown = set(body) - set(JUDGE_FIELDS)
+        if unknown:
+            raise HttpError(400, f"unknown judge setting(s): {', '.join(sorted(unknown))}")
+        try:
+            judge = JudgeBehaviour(**body)
+        except (TypeError, ValueError) as exc:
+            raise HttpError(400, str(exc)) from None
+        self._gpu.set_judge(judge)
+        self._send_json(200, dataclasses.asdict(judge), count=False)
+
     def _fake_evict(self, raw: bytes) -> None:
         name, model = self._model_named(self._json_body(raw))
         self._gpu.evict(model.name if model else name)
@@ -442,6 +459,7 @@ _ROUTES: dict[str, _Route] = {
 _CONTROL_ROUTES: dict[str, _Route] = {
     "/_fake/stats": {"GET": Handler._fake_stats},
     "/_fake/faults": {"GET": Handler._fake_faults_get, "POST": Handler._fake_faults_set},
+    "/_fake/judge": {"GET": Handler._fake_judge_get, "POST": Handler._fake_judge_set},
     "/_fake/evict": {"POST": Handler._fake_evict},
     "/_fake/reset": {"POST": Handler._fake_reset},
 }

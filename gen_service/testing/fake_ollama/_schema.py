@@ -12,20 +12,34 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from gen_service.testing.fake_ollama._text import WORDS, iso, words
 
 _MAX_DEPTH = 8  # schema nesting past which only required properties and minItems are generated
 
+# The grammar-safe text pattern the llama.cpp adapter puts on free-text strings
+# (``adapters/llamacpp.text_as_patterns``): a letter or digit, then m..n characters that need no
+# JSON escape. Filler words always fit the character classes, so only the length bounds count.
+_TEXT_PATTERN = re.compile(r'\^\[A-Za-z0-9\]\[\^"\\\\\\x00-\\x1f\]\{(?P<low>\d+),(?P<high>\d*)\}\$')
 
-def _is_number(value: object) -> bool:
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """An int or float, not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _number_or_none(value: object) -> float | None:
-    return float(cast(float, value)) if _is_number(value) else None
+    return float(cast(float, value)) if is_number(value) else None
+
+
+def _count_or_none(value: object) -> int | None:
+    """A non-negative integer keyword (``minItems``, ``maxLength`` ...), or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _json_type_of(value: object) -> str:
@@ -116,14 +130,14 @@ class SchemaFaker:
             if isinstance(options, list):
                 for option in options:
                     resolved = self.resolve(option)
-                    if self._type_of(resolved) == _json_type_of(value) or (
-                        self._type_of(resolved) == "number" and _is_number(value)
+                    if self.type_of(resolved) == _json_type_of(value) or (
+                        self.type_of(resolved) == "number" and is_number(value)
                     ):
                         return resolved
         return schema
 
     @staticmethod
-    def _type_of(schema: Mapping[str, Any]) -> str:
+    def type_of(schema: Mapping[str, Any]) -> str:
         declared = schema.get("type")
         if isinstance(declared, str):
             return declared
@@ -153,7 +167,7 @@ class SchemaFaker:
             non_null = [t for t in declared if t != "null"]
             kind = self.rng.choice(non_null) if non_null else "null"
         else:
-            kind = self._type_of(s)
+            kind = self.type_of(s)
         if kind == "object":
             return self._object(s, depth)
         if kind == "array":
@@ -183,25 +197,14 @@ class SchemaFaker:
         return out
 
     def _array(self, s: Mapping[str, Any], depth: int) -> list[Any]:
-        min_items = s.get("minItems")
-        max_items = s.get("maxItems")
-        lo = int(min_items) if isinstance(min_items, int) else 1
-        if depth > _MAX_DEPTH:
-            lo = int(min_items) if isinstance(min_items, int) else 0
-            hi = lo
-        elif isinstance(max_items, int):
-            hi = max(int(max_items), lo) if isinstance(min_items, int) else int(max_items)
-            lo = min(lo, hi)
-        else:
-            hi = lo + 2 if isinstance(min_items, int) else 3
-        count = self.rng.randint(lo, hi)
-        out: list[Any] = []
         prefix = s.get("prefixItems")
-        if isinstance(prefix, list):
-            out = [self.value(p, depth + 1) for p in prefix[:count]]
         items = s.get("items", {})
-        if items is False:
-            return out
+        if isinstance(items, list):  # the tuple form of drafts 4 to 2019-09
+            prefix, items = items, s.get("additionalItems", {})
+        positional = prefix if isinstance(prefix, list) else []
+        lo, hi = self._length(s, len(positional), items is False, depth)
+        count = self.rng.randint(lo, hi)
+        out = [self.value(p, depth + 1) for p in positional[:count]]
         seen = {json.dumps(v, sort_keys=True) for v in out}
         unique = s.get("uniqueItems") is True
         while len(out) < count:
@@ -215,6 +218,26 @@ class SchemaFaker:
             seen.add(key)
             out.append(item)
         return out
+
+    @staticmethod
+    def _length(s: Mapping[str, Any], positional: int, closed: bool, depth: int) -> tuple[int, int]:
+        """The range of an array's length: ``minItems``/``maxItems`` where given, else exactly
+        the ``prefixItems`` positions, or 1 to 3 items without them; never more items than a
+        closed tuple (``items: false``) has positions."""
+        min_items, max_items = _count_or_none(s.get("minItems")), _count_or_none(s.get("maxItems"))
+        if depth > _MAX_DEPTH:
+            lo = hi = min_items or 0
+        else:
+            lo = min_items if min_items is not None else max(positional, 1)
+            if max_items is not None:
+                hi = max(max_items, lo) if min_items is not None else max_items
+            elif closed or (positional and min_items is None):
+                hi = lo
+            else:
+                hi = lo + 2
+        if closed:
+            hi = min(hi, positional)
+        return min(lo, hi), hi
 
     def _string(self, s: Mapping[str, Any]) -> str:
         fmt = s.get("format")
@@ -239,13 +262,26 @@ class SchemaFaker:
             )
         else:
             text = words(rng, rng.randint(4, 14))
-        min_len = s.get("minLength")
-        max_len = s.get("maxLength")
-        lo = int(min_len) if isinstance(min_len, int) else 0
+        return self.fit_string(s, text)
+
+    def fit_string(self, s: Mapping[str, Any], text: str) -> str:
+        """``text`` lengthened or cut to the schema's length bounds, those a grammar-safe
+        ``pattern`` implies included (see ``_TEXT_PATTERN``)."""
+        lo = _count_or_none(s.get("minLength")) or 0
+        hi = _count_or_none(s.get("maxLength"))
+        pattern = s.get("pattern")
+        shape = _TEXT_PATTERN.fullmatch(pattern) if isinstance(pattern, str) else None
+        if shape is not None:
+            lo = max(lo, 1 + int(shape["low"]))
+            if shape["high"]:
+                high = 1 + int(shape["high"])
+                hi = high if hi is None else min(hi, high)
+            if not text[:1].isascii() or not text[:1].isalnum():
+                text = self.rng.choice(WORDS) + " " + text
         while len(text) < lo:
-            text += " " + rng.choice(WORDS)
-        if isinstance(max_len, int) and len(text) > max_len:
-            cut = text[:max_len]
+            text += " " + self.rng.choice(WORDS)
+        if hi is not None and len(text) > hi:
+            cut = text[:hi]
             text = cut.rstrip() if len(cut.rstrip()) >= lo else cut
         return text
 
@@ -283,23 +319,22 @@ class SchemaFaker:
         return self.rng.randint(lo, hi)
 
     def _number(self, s: Mapping[str, Any]) -> float:
+        """A two-decimal number within the bounds (a plain one where no two-decimal one fits)."""
         low, low_ex, high, high_ex = self._bounds(s)
-        lo = None if low is None else low + (0.01 if low_ex else 0.0)
-        hi = None if high is None else high - (0.01 if high_ex else 0.0)
-        if lo is None and hi is None:
-            lo, hi = 0.0, 100.0
-        elif lo is None:
-            assert hi is not None
-            lo = hi - 100.0
-        elif hi is None:
-            hi = lo + 100.0
-        hi = max(hi, lo)
-        value = round(self.rng.uniform(lo, hi), 2)
-        if value < lo:
-            value = math.ceil(round(lo * 100, 6)) / 100
-        if value > hi:
-            value = math.floor(round(hi * 100, 6)) / 100
-        return value
+        if low is None and high is None:
+            low, high = 0.0, 100.0
+        elif low is None:
+            assert high is not None
+            low = high - 100.0
+        elif high is None:
+            high = low + 100.0
+        assert low is not None and high is not None
+        cents_low, cents_high = round(low * 100, 6), round(high * 100, 6)
+        first = (math.floor(cents_low) + 1 if low_ex else math.ceil(cents_low)) / 100
+        last = (math.ceil(cents_high) - 1 if high_ex else math.floor(cents_high)) / 100
+        if first > last:
+            return (low + high) / 2 if low < high else low
+        return min(max(round(self.rng.uniform(first, last), 2), first), last)
 
     # ---- the invalid_items fault
 
@@ -339,7 +374,7 @@ class SchemaFaker:
             props = s.get("properties") if isinstance(s.get("properties"), Mapping) else {}
             ranged: list[tuple[str, float]] = []
             for name, sub in cast(Mapping[str, Any], props).items():
-                if name in item and _is_number(item[name]):
+                if name in item and is_number(item[name]):
                     bad = self._out_of_range(self.resolve(sub), item[name])
                     if bad is not None:
                         ranged.append((name, bad))
@@ -351,7 +386,7 @@ class SchemaFaker:
                 item[name] = bad
                 return item
             return words(self.rng, 3)  # an object schema never accepts a string
-        if _is_number(item):
+        if is_number(item):
             bad = self._out_of_range(s, cast(float, item))
             return bad if bad is not None else words(self.rng, 3)
         if isinstance(item, str):

@@ -13,7 +13,12 @@ import time
 from http.server import ThreadingHTTPServer
 from typing import Any, cast
 
-from gen_service.testing.fake_ollama._config import DEFAULT_CONFIG, FakeConfig, FaultRates
+from gen_service.testing.fake_ollama._config import (
+    DEFAULT_CONFIG,
+    FakeConfig,
+    FaultRates,
+    JudgeBehaviour,
+)
 from gen_service.testing.fake_ollama._gpu import Gpu
 from gen_service.testing.fake_ollama._handler import Handler
 from gen_service.testing.fake_ollama._stats import FakeStats
@@ -136,6 +141,10 @@ class FakeOllama:
 
     def set_faults(self, faults: FaultRates) -> None:
         self._gpu.set_faults(faults)
+
+    def set_judge(self, judge: JudgeBehaviour) -> None:
+        """How the following judge requests are answered."""
+        self._gpu.set_judge(judge)
 
     def evict(self, model: str) -> None:
         """Simulate a runner crash or eviction: ``model`` is no longer resident."""

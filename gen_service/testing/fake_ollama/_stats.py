@@ -41,6 +41,8 @@ class FakeStats:
     busy_fraction: float
     busy_fraction_by_model: dict[str, float]
     tokens_generated: int
+    judge_requests: int
+    judge_matched: int  # judge requests that quoted a remembered sample item
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (status codes become string keys)."""
@@ -63,6 +65,8 @@ class Counters:
     events: list[LoadEvent] = field(default_factory=list)
     peak_vram_bytes: int = 0
     tokens_generated: int = 0
+    judge_requests: int = 0
+    judge_matched: int = 0
     busy_s: dict[str, float] = field(default_factory=dict)
     resident_s: dict[str, float] = field(default_factory=dict)  # closed residency intervals
     since: float | None = None  # monotonic time of the first chat since the last reset

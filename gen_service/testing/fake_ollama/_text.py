@@ -78,3 +78,9 @@ def iso(ts: float) -> str:
 def tokens(text: str) -> int:
     """Simulated token count: one token per four characters."""
     return math.ceil(len(text) / 4)
+
+
+def sentence(rng: random.Random, min_words: int, max_words: int) -> str:
+    """One capitalised sentence of ``min_words``..``max_words`` words."""
+    text = words(rng, rng.randint(min_words, max_words))
+    return text[0].upper() + text[1:] + "."
