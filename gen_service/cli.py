@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=_cmd_init)
 
+    def probability(text: str) -> float:
+        value = float(text)
+        if not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
+        return value
+
     p = sub.add_parser("fake-ollama", help="serve a fake Ollama (a test double) for dry runs")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=11434)
@@ -111,9 +117,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-parallel", type=int, default=4)
     p.add_argument(
         "--fault-rate",
-        type=float,
+        type=probability,
         default=0.0,
         help="probability of each injected fault per request (default 0)",
+    )
+    p.add_argument(
+        "--judge-low-share",
+        type=probability,
+        default=0.0,
+        help="share of judge verdicts whose four dimensions are low, 0.30-0.65 (default 0)",
+    )
+    p.add_argument(
+        "--judge-disagree-share",
+        type=probability,
+        default=0.0,
+        help="share of judge verdicts whose blind labels disagree with the sample (default 0)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_fake_ollama)
@@ -281,7 +299,12 @@ def _print_status(data: dict[str, Any]) -> None:
 
 
 def _cmd_fake_ollama(args: argparse.Namespace) -> int:
-    from gen_service.testing.fake_ollama import FakeConfig, FaultRates, serve_forever
+    from gen_service.testing.fake_ollama import (
+        FakeConfig,
+        FaultRates,
+        JudgeBehaviour,
+        serve_forever,
+    )
 
     config = FakeConfig(
         vram_bytes=int(args.vram_gb * 2**30),
@@ -290,6 +313,10 @@ def _cmd_fake_ollama(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         faults=FaultRates.uniform(args.fault_rate),
         seed=args.seed,
+        judge=JudgeBehaviour(
+            low_quality_share=args.judge_low_share,
+            label_disagreement_share=args.judge_disagree_share,
+        ),
     )
     print("fake Ollama: a test double; what it generates is not real data", file=sys.stderr)
     serve_forever(config, args.host, args.port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gen_service.adapters.llamacpp import text_as_patterns
 from gen_service.testing import FakeConfig, FakeModel, FakeOllama, FaultRates, kv_cache_bytes
 
 USER = [{"role": "user", "content": "Write two samples."}]
@@ -145,6 +147,73 @@ def test_content_follows_the_schema(client: httpx.Client) -> None:
             check_item(item)
             strings.append(item["answer"])
     assert len(set(strings)) == len(strings)
+
+
+KEYWORDS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "kind": {"const": "scene"},
+        "mood": {"type": "string", "enum": ["calm", "tense"]},
+        "weight": {"type": "number", "minimum": 0.25, "maximum": 0.5},
+        "gap": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.02},
+        "level": {"type": "integer", "exclusiveMinimum": 2, "exclusiveMaximum": 5},
+        "name": {"type": "string", "minLength": 60, "maxLength": 64},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 6},
+        "pair": {
+            "type": "array",
+            "prefixItems": [{"type": "integer", "minimum": 7, "maximum": 7}, {"enum": ["x"]}],
+            "items": False,
+        },
+        "head": {
+            "type": "array",
+            "prefixItems": [{"const": "first"}],
+            "items": {"type": "integer", "minimum": 100},
+            "minItems": 3,
+            "maxItems": 4,
+        },
+        "cut": {
+            "type": "array",
+            "prefixItems": [{"const": 1}, {"const": 2}, {"const": 3}],
+            "items": False,
+            "maxItems": 2,
+        },
+        "text": text_as_patterns({"type": "string", "minLength": 50, "maxLength": 60}),
+        "long": text_as_patterns({"type": "string", "minLength": 200}),
+    },
+}
+
+
+def test_schema_keywords_are_honoured(client: httpx.Client) -> None:
+    """const, enum, numeric bounds, string lengths, item counts and prefixItems all hold."""
+    text_pattern = KEYWORDS_SCHEMA["properties"]["text"]["pattern"]
+    long_pattern = KEYWORDS_SCHEMA["properties"]["long"]["pattern"]
+    for _ in range(30):
+        reply = client.post("/api/chat", json=chat_body(format=KEYWORDS_SCHEMA)).json()
+        value = json.loads(reply["message"]["content"])
+        assert value["kind"] == "scene" and value["mood"] in ("calm", "tense")
+        assert 0.25 <= value["weight"] <= 0.5 and 0 < value["gap"] < 0.02
+        assert value["level"] in (3, 4)
+        assert 60 <= len(value["name"]) <= 64
+        assert 4 <= len(value["tags"]) <= 6
+        assert value["pair"] == [7, "x"]
+        head, *rest = value["head"]
+        assert head == "first" and 2 <= len(rest) <= 3
+        assert all(isinstance(n, int) and n >= 100 for n in rest)
+        assert value["cut"] in ([1], [1, 2])
+        assert re.search(text_pattern, value["text"]), value["text"]
+        assert re.search(long_pattern, value["long"]) and len(value["long"]) >= 200
+
+
+def test_prefix_items_without_bounds_fill_every_position(client: httpx.Client) -> None:
+    """A tuple schema (prefixItems, no minItems/maxItems) gets one value per position."""
+    schema = {
+        "type": "array",
+        "prefixItems": [{"type": "boolean"}, {"type": "integer"}, {"type": "string"}],
+    }
+    for _ in range(10):
+        reply = client.post("/api/chat", json=chat_body(format=schema)).json()
+        first, second, third = json.loads(reply["message"]["content"])
+        assert isinstance(first, bool) and isinstance(second, int) and isinstance(third, str)
 
 
 def test_min_items_equal_max_items_gives_that_many(client: httpx.Client) -> None:
