@@ -121,6 +121,9 @@ class DatatypeConfig(_Section):
     # repetition); few_shot fixes the number of examples in the prompt (default: 2 or 3).
     max_string_chars: Annotated[int, Field(ge=20, le=100_000)] = 2000
     few_shot: Annotated[int, Field(ge=0, le=10)] | None = None
+    # Fewest words per free-text field, by field (e.g. {"dialogue[]" = 3}); unset fields keep
+    # the data type's own minimum.
+    min_words: dict[str, Annotated[int, Field(ge=1, le=200)]] = Field(default_factory=dict)
     daily_target: Annotated[int, Field(ge=0)]
     total_target: Annotated[int, Field(ge=0)]
 
@@ -193,6 +196,15 @@ class Config(_Section):
                     f"model role {dtc.model!r} is not defined; add a [models.{dtc.model}] "
                     f"table or use one of: {', '.join(self.models) or '(none defined)'}",
                 )
+            if dtc.min_words:
+                from gen_service.domain.checking import rules_for
+
+                try:
+                    rules_for(REGISTRY[name], dtc.min_words)
+                except KeyError as exc:
+                    raise _KeyProblem(
+                        ("datatypes", name, "min_words"), f"{exc.args[0]}. Fix: use one of those"
+                    ) from None
             if dtc.total_target and dtc.daily_target > dtc.total_target:
                 raise _KeyProblem(
                     ("datatypes", name, "daily_target"),

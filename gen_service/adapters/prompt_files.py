@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gen_service.domain.checking import check
 from gen_service.domain.datatypes import DataTypeSpec
 from gen_service.domain.datatypes import get as get_datatype
 from gen_service.domain.prompts import SYSTEM, PromptLibrary
@@ -116,7 +117,7 @@ def _load_examples(path: Path, spec: DataTypeSpec) -> list[dict[str, Any]]:
                 f"{_summarize(exc)}. Fix the example so it is a valid sample",
                 path=str(path),
             ) from None
-        problems = [problem for check in spec.checks for problem in check(sample)]
+        problems = check(spec, sample)
         if problems:
             raise ConfigError(
                 f"few-shot example {where} fails the {spec.name} checks: "

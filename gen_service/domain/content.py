@@ -65,26 +65,31 @@ _WORD_TOKEN = re.compile(r"^[\"'“‘(\[]*[^\W\d_]+(?:['’\-][^\W\d_]+)*[.,;:!
 _NAME_TOKEN = re.compile(r"^[^\W\d_]+(?:['’\-.][^\W\d_]*)*\.?$")
 _WORDS = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 _SYLLABLE_LOOP = re.compile(r"([^\W\d_]{2,5})\1{2,}", re.IGNORECASE)
-_LONGEST_WORD = 20  # letters; longer tokens are run-ons or noise, not English words
+# Inside one long run of letters, a 3-5 letter chunk said twice in a row ("hdlehdle"): no
+# English word of 12 letters or more does that, a decoding loop does.
+_LONG_RUN = re.compile(r"[^\W\d_]{12,}")
+_CHUNK_TWICE = re.compile(r"([^\W\d_]{3,5})\1", re.IGNORECASE)
+_LONGEST_WORD = 24  # letters; longer tokens are run-ons or noise, not English words
 _PROSE_SHARE = 0.7  # at least this share of tokens must be words
 _TRIGRAM_REPEAT = 0.3  # above this share of repeated word trigrams, the text loops
 _MIN_COMPRESSION = 0.3  # zlib ratio below this on text of 60+ chars: it repeats itself
 
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are aren't as at be because
-    been before being below between both but by can can't cannot could couldn't did didn't do
-    does doesn't doing don't down during each even ever every few for from further get gets got
-    had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers herself him
-    himself his how how's however i i'd i'll i'm i've if in into is isn't it it's its itself just
-    know let let's like made make many may me might more most much must mustn't my myself never
-    no nor not now of off on once one only or other ought our ours ourselves out over own really
-    said same say says she she'd she'll she's should shouldn't so some still such than that
-    that's the their theirs them themselves then there there's these they they'd they'll they're
-    they've this those though through to too under until up upon us very was wasn't way we we'd
-    we'll we're we've well were weren't what what's when when's where where's whether which while
-    who who's whom why why's will with without won't would wouldn't yet you you'd you'll you're
-    you've your yours yourself yourselves""".split()
-)
+_STOPWORD_TEXT = """
+a about above after again against all also am an and any are aren't as at be because been
+before being below between both but by can can't cannot could couldn't did didn't do does
+doesn't doing don't down during each even ever every few for from further get gets got had
+hadn't has hasn't have haven't having he he'd he'll he's her here here's hers herself him
+himself his how how's however i i'd i'll i'm i've if in into is isn't it it's its itself
+just know let let's like made make many may me might more most much must mustn't my myself
+never no nor not now of off on once one only or other ought our ours ourselves out over own
+really said same say says she she'd she'll she's should shouldn't so some still such than
+that that's the their theirs them themselves then there there's these they they'd they'll
+they're they've this those though through to too under until up upon us very was wasn't way
+we we'd we'll we're we've well were weren't what what's when when's where where's whether
+which while who who's whom why why's will with without won't would wouldn't yet you you'd
+you'll you're you've your yours yourself yourselves
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def words_of(text: str) -> list[str]:
@@ -144,6 +149,10 @@ def _loop(text: str) -> str:
     match = _SYLLABLE_LOOP.search(text)
     if match is not None:
         return f"loops on {match.group(1)!r}"
+    for run in _LONG_RUN.findall(text):
+        chunk = _CHUNK_TWICE.search(run)
+        if chunk is not None:
+            return f"loops on {chunk.group(1)!r}"
     seq = words_of(text)
     if len(seq) >= 9:
         trigrams = [tuple(seq[i : i + 3]) for i in range(len(seq) - 2)]
@@ -205,9 +214,7 @@ def free_text_keys(schema: Mapping[str, Any]) -> list[str]:
     return keys
 
 
-def text_rules(
-    schema: Mapping[str, Any], overrides: Mapping[str, TextRule]
-) -> dict[str, TextRule]:
+def text_rules(schema: Mapping[str, Any], overrides: Mapping[str, TextRule]) -> dict[str, TextRule]:
     """Every free-text field of ``schema`` with its rule: the override, else prose of
     :data:`DEFAULT_MIN_WORDS` words. Raises KeyError for an override of no such field."""
     keys = free_text_keys(schema)

@@ -23,7 +23,8 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def content_hash(payload: dict[str, Any]) -> str:
-    """Hex SHA-256 of the canonical JSON of a sample; equal for exact duplicates."""
-    text = json.dumps(canonical(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def content_hash(value: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of ``value`` (a sample's dedup text, or any JSON
+    value); equal for exact duplicates."""
+    text = json.dumps(canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -12,10 +12,18 @@ Variables every template can use:
 - ``examples``: 2-3 few-shot examples, each a pretty-printed JSON string
 - ``refinement``: ``None``, or a judge's recommendations the batch must address
 - ``field_guide``: every output field with its type, bounds and meaning, one per line
+- ``stock_phrases``: the phrases the content checks reject (system template)
+
+The few-shot examples rotate: the ones shown are a seeded choice per *rotation* (a number the
+caller advances every few dozen requests), not per request, and the templates put them before
+the per-request briefs, so the static prefix (system text, instructions, examples) stays
+identical between rotations and the server's prompt cache is reused. Each prompt records its
+provenance: the templates' version hash and the ids of the examples it showed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +39,7 @@ from jinja2 import (
     UndefinedError,
 )
 
+from gen_service.domain.content import STOCK_PHRASES
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
 from gen_service.errors import ConfigError
 
@@ -43,6 +52,7 @@ TEMPLATE_VARIABLES = (
     "examples",
     "refinement",
     "field_guide",
+    "stock_phrases",
 )
 MIN_EXAMPLES, MAX_EXAMPLES = 2, 3
 
@@ -51,6 +61,14 @@ MIN_EXAMPLES, MAX_EXAMPLES = 2, 3
 class Prompt:
     system: str
     user: str
+    template_hash: str = ""  # the version of the system and type templates that made it
+    example_ids: tuple[str, ...] = ()  # the few-shot examples it shows
+
+
+def example_id(datatype: str, example: Mapping[str, Any]) -> str:
+    """A stable id for a few-shot example: its type and a hash of its content."""
+    text = json.dumps(example, sort_keys=True, ensure_ascii=False)
+    return f"{datatype}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 class PromptLibrary:
@@ -66,6 +84,7 @@ class PromptLibrary:
         sources: Mapping[str, str] | None = None,
     ) -> None:
         self._sources = dict(sources or {})
+        self._texts = dict(templates)
         if SYSTEM not in templates:
             raise ConfigError(
                 f"no system prompt template: create {self._where(SYSTEM)} next to the data "
@@ -80,6 +99,10 @@ class PromptLibrary:
             name: tuple(json.dumps(example, indent=2, ensure_ascii=False) for example in items)
             for name, items in examples.items()
         }
+        self._example_ids: dict[str, tuple[str, ...]] = {
+            name: tuple(example_id(name, example) for example in items)
+            for name, items in examples.items()
+        }
         self._field_guides: dict[str, str] = {}
 
     def has(self, datatype: str) -> bool:
@@ -88,6 +111,11 @@ class PromptLibrary:
     def examples_for(self, datatype: str) -> tuple[str, ...]:
         """The few-shot examples of ``datatype`` as pretty JSON strings."""
         return self._examples.get(datatype, ())
+
+    def template_hash(self, datatype: str) -> str:
+        """A short hash of the system and ``datatype`` templates: the prompt's version."""
+        text = self._texts.get(SYSTEM, "") + "\0" + self._texts.get(datatype, "")
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def render(
         self,
@@ -98,11 +126,14 @@ class PromptLibrary:
         rng: random.Random,
         refinement: str | None = None,
         examples: int | None = None,
+        rotation: int | None = None,
     ) -> Prompt:
         """The system and user prompt asking for ``batch_size`` items, one per context.
 
         ``examples`` fixes how many few-shot examples to include (a small model's context is
-        precious); by default 2 or 3 are drawn."""
+        precious); by default 2 or 3. With ``rotation`` set, the examples (and their number)
+        are a function of the data type and the rotation alone, so consecutive requests of one
+        rotation share their prefix; without it they are drawn from ``rng``."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if len(contexts) != batch_size:
@@ -116,8 +147,11 @@ class PromptLibrary:
                 path=self._where(datatype.name),
             )
         pool = self._examples.get(datatype.name, ())
-        wanted = rng.randint(MIN_EXAMPLES, MAX_EXAMPLES) if examples is None else examples
-        chosen = rng.sample(pool, min(wanted, len(pool)))
+        ids = self._example_ids.get(datatype.name, ())
+        picker = rng if rotation is None else random.Random(f"{datatype.name}:{rotation}")
+        wanted = picker.randint(MIN_EXAMPLES, MAX_EXAMPLES) if examples is None else examples
+        picked = picker.sample(range(len(pool)), min(wanted, len(pool)))
+        chosen = [pool[i] for i in picked]
         variables: dict[str, Any] = {
             "title": datatype.title,
             "description": datatype.description,
@@ -126,10 +160,13 @@ class PromptLibrary:
             "examples": chosen,
             "refinement": refinement.strip() if refinement and refinement.strip() else None,
             "field_guide": self._field_guide(datatype),
+            "stock_phrases": STOCK_PHRASES,
         }
         return Prompt(
             system=self._render(SYSTEM, self._templates[SYSTEM], variables),
             user=self._render(datatype.name, template, variables),
+            template_hash=self.template_hash(datatype.name),
+            example_ids=tuple(ids[i] for i in picked),
         )
 
     def check_renders(self, datatypes: Iterable[DataTypeSpec]) -> None:

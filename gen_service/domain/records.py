@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-SampleStatus = Literal["accepted", "rejected", "duplicate"]
+SampleStatus = Literal["accepted", "rejected", "duplicate", "flagged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,8 @@ class SampleRow:
     content_hash: str | None = None
     reason: str | None = None
     quota_key: str | None = None
+    item_index: int | None = None  # its position in the request, which is its brief's
+    brief_json: str | None = None  # the brief it was written from (provenance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,15 @@ class BatchRecord:
     eval_s: float = 0.0
     latency_s: float = 0.0
     samples: tuple[SampleRow, ...] = field(default_factory=tuple)
+    # Provenance: the prompt template version, the few-shot examples, every brief asked for.
+    template_hash: str | None = None
+    example_ids: tuple[str, ...] = ()
+    briefs_json: str | None = None
+    # Regeneration: the flagged batch this one replaces, how many replacements deep it is,
+    # and the judge's recommendations it was asked to address.
+    replaces: int | None = None
+    regeneration: int = 0
+    refinement: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

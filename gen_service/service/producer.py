@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -17,13 +17,15 @@ from anyio.streams.memory import MemoryObjectSendStream
 from gen_service.adapters.backend import Backend, ChatRequest, Completion, Message, RunnerOptions
 from gen_service.adapters.retrying import Attempts, RetriesExhausted, RetryPolicy, with_retries
 from gen_service.config import Config, DatatypeConfig, ModelConfig
+from gen_service.domain.checking import check, request_schema, rules_for
+from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
 from gen_service.domain.dedup import content_hash
 from gen_service.domain.parsing import ParsedBatch, parse_completion
 from gen_service.domain.prompts import Prompt, PromptLibrary
 from gen_service.domain.records import BatchRecord, SampleRow
-from gen_service.domain.schema import batch_schema
+from gen_service.domain.schema import item_schema
 from gen_service.errors import BackendError
 from gen_service.service.board import ProgressBoard, local_day
 from gen_service.service.clock import Clock
@@ -31,6 +33,8 @@ from gen_service.service.gate import BackendGate, GateState
 from gen_service.service.writer import PendingBatch
 
 log = structlog.get_logger("gen_service.producer")
+
+ROTATE_EVERY = 24  # requests of a type between changes of its few-shot examples
 
 
 @dataclass(slots=True)
@@ -46,6 +50,7 @@ class Generation:
     rng: random.Random
     gate: BackendGate
     clock: Clock
+    requests: dict[str, int] = field(default_factory=dict)  # requests planned, per data type
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
         if model not in self.limiters:
@@ -148,21 +153,49 @@ class BatchPlan:
     seed: int
     rng: random.Random
     started_at: dt.datetime  # from the service's Clock
+    rules: Mapping[str, TextRule]  # content rules of the free-text fields
+    replaces: int | None = None  # the flagged batch this one regenerates
+    regeneration: int = 0
+    refinement: str | None = None
 
     @property
     def size(self) -> int:
         return len(self.contexts)
 
 
-def plan_batch(gen: Generation, datatype: str, phase: str, size: int) -> BatchPlan:
-    """Sample ``size`` briefs and render the request for them."""
+@dataclass(frozen=True, slots=True)
+class Regeneration:
+    """A flagged batch to write again: its briefs and the judge's recommendations."""
+
+    batch_id: int
+    briefs: list[ItemContext]
+    refinement: str
+    regeneration: int  # the depth the replacement will have (1 for a first replacement)
+
+
+def plan_batch(
+    gen: Generation, datatype: str, phase: str, size: int, job: Regeneration | None = None
+) -> BatchPlan:
+    """Sample ``size`` briefs (or take a regeneration's) and render the request for them."""
     dtc = gen.cfg.datatypes[datatype]
     spec = REGISTRY[datatype]
     rng = random.Random(gen.rng.getrandbits(64))
-    contexts = spec.sample_contexts(rng, size)
+    contexts = job.briefs if job is not None else spec.sample_contexts(rng, size)
+    # Few-shot examples rotate every ROTATE_EVERY requests of a type, so the prompt's static
+    # prefix (system text, instructions, examples) repeats and the server's cache is reused.
+    counter = gen.requests.get(datatype, 0)
+    gen.requests[datatype] = counter + 1
     prompt = gen.library.render(
-        spec, batch_size=size, contexts=contexts, rng=rng, examples=dtc.few_shot
+        spec,
+        batch_size=len(contexts),
+        contexts=contexts,
+        rng=rng,
+        examples=dtc.few_shot,
+        rotation=counter // ROTATE_EVERY,
+        refinement=job.refinement if job is not None else None,
     )
+    rules = rules_for(spec, dtc.min_words)
+    item = item_schema(spec.model, dtc.max_string_chars)
     return BatchPlan(
         datatype=datatype,
         phase=phase,
@@ -171,10 +204,14 @@ def plan_batch(gen: Generation, datatype: str, phase: str, size: int) -> BatchPl
         model=gen.cfg.models[dtc.model],
         contexts=contexts,
         prompt=prompt,
-        schema=batch_schema(spec.model, size, max_string_chars=dtc.max_string_chars),
+        schema=request_schema(item, contexts, rules, positional=True),
         seed=rng.randrange(2**31),
         rng=rng,
         started_at=gen.clock.now(),
+        rules=rules,
+        replaces=job.batch_id if job is not None else None,
+        regeneration=job.regeneration if job is not None else 0,
+        refinement=job.refinement if job is not None else None,
     )
 
 
@@ -242,7 +279,7 @@ async def make_batch(gen: Generation, datatype: str, phase: str, size: int) -> B
         total_s=completion.total_s,
         load_s=completion.load_s,
         eval_s=completion.eval_s,
-        samples=tuple(rows_of(plan.spec, parsed, plan.contexts)),
+        samples=tuple(rows_of(plan.spec, parsed, plan.contexts, plan.rules)),
     )
 
 
@@ -255,6 +292,12 @@ def failed_record(gen: Generation, plan: BatchPlan, *, attempts: int, error: str
 def _record(gen: Generation, plan: BatchPlan, **fields: Any) -> BatchRecord:
     now = gen.clock.now()
     return BatchRecord(
+        template_hash=plan.prompt.template_hash,
+        example_ids=plan.prompt.example_ids,
+        briefs_json=json.dumps([c.to_json() for c in plan.contexts], ensure_ascii=False),
+        replaces=plan.replaces,
+        regeneration=plan.regeneration,
+        refinement=plan.refinement,
         datatype=plan.datatype,
         model=plan.model.name,
         phase=plan.phase,
@@ -290,22 +333,31 @@ def crashed_record(
 
 
 def rows_of(
-    spec: DataTypeSpec, parsed: ParsedBatch, contexts: list[ItemContext]
+    spec: DataTypeSpec,
+    parsed: ParsedBatch,
+    contexts: Sequence[ItemContext],
+    rules: Mapping[str, TextRule],
 ) -> list[SampleRow]:
-    """Run the generation-time checks; every item becomes a row, accepted or rejected."""
+    """Check every item against its brief; every item becomes a row, accepted or rejected,
+    carrying the brief it was written from."""
     rows: list[SampleRow] = []
+    briefs = [json.dumps(c.to_json(), ensure_ascii=False) for c in contexts]
     for item in parsed.valid:
         payload = item.sample.model_dump(mode="json")
-        problems = [p for check in spec.checks for p in check(item.sample)]
-        quota_key = contexts[item.index].quota_key if item.index < len(contexts) else None
+        brief = contexts[item.index] if item.index < len(contexts) else None
+        problems = check(spec, item.sample, brief, rules=rules, payload=payload)
         rows.append(
             SampleRow(
                 datatype=spec.name,
                 status="rejected" if problems else "accepted",
                 payload_json=json.dumps(payload, ensure_ascii=False),
-                content_hash=content_hash(payload),
+                # Exact copies are judged on the prose: the same text under new names and
+                # numbers is still the same training example.
+                content_hash=content_hash(spec.text_for_dedup(item.sample)),
                 reason="; ".join(problems) or None,
-                quota_key=quota_key,
+                quota_key=brief.quota_key if brief is not None else None,
+                item_index=item.index,
+                brief_json=briefs[item.index] if item.index < len(briefs) else None,
             )
         )
     for bad in parsed.invalid:
@@ -315,6 +367,8 @@ def rows_of(
                 status="rejected",
                 payload_json=json.dumps(bad.raw, ensure_ascii=False, default=str),
                 reason=f"schema: {bad.error}",
+                item_index=bad.index,
+                brief_json=briefs[bad.index] if bad.index < len(briefs) else None,
             )
         )
     return rows

@@ -11,6 +11,7 @@ import pytest
 
 from gen_service.adapters.prompt_files import load_prompt_library
 from gen_service.domain.datatypes import REGISTRY
+from gen_service.domain.prompts import PromptLibrary
 from gen_service.errors import ConfigError
 
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
@@ -40,7 +41,7 @@ def test_shipped_prompts_load_and_render_for_every_type() -> None:
         assert "novelist" in prompt.system
         assert "exactly 12 items, one per brief, in order" in prompt.user
         assert '{"samples": [...]}' in prompt.user
-        assert "do not copy their people or situations" in prompt.user
+        assert "do not copy their people, situations or openings" in prompt.user
         for number, brief in enumerate(briefs, start=1):
             line = next(x for x in prompt.user.splitlines() if x.startswith(f"Item {number}: "))
             for key, value in brief.facets.items():
@@ -223,3 +224,67 @@ def test_unknown_data_type_is_a_config_error(prompts: Path) -> None:
     """Asking for a data type that does not exist names the known ones."""
     with pytest.raises(ConfigError, match="emotional_authenticity"):
         load_prompt_library(prompts, ["banter"])
+
+
+def test_static_prefix_is_shared_within_a_rotation() -> None:
+    """Two requests of one rotation differ only after the examples: the server's prompt cache
+    holds the system text, the instructions and the examples; a new rotation changes them."""
+    library = load_prompt_library(PROMPTS, ALL)
+    spec = REGISTRY["tension_building"]
+    first = library.render(
+        spec, batch_size=3, contexts=spec.sample_contexts(random.Random(1), 3),
+        rng=random.Random(1), rotation=4,
+    )  # fmt: skip
+    second = library.render(
+        spec, batch_size=5, contexts=spec.sample_contexts(random.Random(2), 5),
+        rng=random.Random(2), rotation=4,
+    )  # fmt: skip
+    assert first.system == second.system
+    assert first.example_ids == second.example_ids and first.example_ids
+    prefix = first.user[: first.user.index("Briefs, one item each")]
+    assert second.user.startswith(prefix)
+    assert all(e in prefix for e in library.examples_for(spec.name) if e in first.user)
+    others = {
+        library.render(
+            spec,
+            batch_size=1,
+            contexts=spec.sample_contexts(random.Random(3), 1),
+            rng=random.Random(3),
+            rotation=r,
+        ).example_ids
+        for r in range(5, 15)
+    }
+    assert len(others) > 1  # the rotation moves on
+
+
+def test_prompt_records_its_template_version_and_examples() -> None:
+    """A prompt carries the templates' hash and the ids of the examples it shows; editing a
+    template changes the hash."""
+    library = load_prompt_library(PROMPTS, ALL)
+    spec = REGISTRY["personality_traits"]
+    prompt = library.render(
+        spec, batch_size=2, contexts=spec.sample_contexts(random.Random(5), 2),
+        rng=random.Random(5), rotation=0, examples=2,
+    )  # fmt: skip
+    assert len(prompt.template_hash) == 12
+    assert len(prompt.example_ids) == 2
+    assert all(i.startswith("personality_traits:") for i in prompt.example_ids)
+    edited = PromptLibrary(
+        {"system": "x {{ title }}", spec.name: "y {{ title }} {{ examples }}"},
+        {spec.name: [first_example(spec.name)]},
+    )
+    assert edited.template_hash(spec.name) != prompt.template_hash
+
+
+def test_system_prompt_lists_the_stock_phrases_the_checks_reject() -> None:
+    """The system prompt names every stock phrase the content check rejects."""
+    from gen_service.domain.content import STOCK_PHRASES
+
+    library = load_prompt_library(PROMPTS, ALL)
+    spec = REGISTRY["tension_building"]
+    prompt = library.render(
+        spec, batch_size=1, contexts=spec.sample_contexts(random.Random(5), 1),
+        rng=random.Random(5),
+    )  # fmt: skip
+    for phrase in STOCK_PHRASES:
+        assert f'"{phrase}"' in prompt.system

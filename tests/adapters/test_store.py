@@ -100,6 +100,7 @@ async def test_progress_view_counts_and_targets(tmp_path: Path) -> None:
         "daily_target": 10,
         "total_target": 100,
         "pct_of_total": 3.0,
+        "flagged": 0,
     }
     failures = conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
     assert failures == 1

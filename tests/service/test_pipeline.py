@@ -202,3 +202,33 @@ def test_missing_model_exits_69_with_pull_hint(
     path = write_config(url=fake_ollama.url, target=5, model_volume="qwen3:999b")
     assert main(["run", "--config", str(path), "--until-done"]) == 69
     assert "ollama pull qwen3:999b" in capsys.readouterr().err
+
+
+async def test_every_sample_keeps_its_brief_and_its_prompt_version(
+    fake_ollama: FakeOllama, write_config: Callable[..., Path]
+) -> None:
+    """SQL answers "which brief produced sample N": each row holds its brief, which its pinned
+    fields follow, and its batch holds the template hash, the examples shown and the model."""
+    cfg = load_config(write_config(url=fake_ollama.url, target=10))
+    await run_service(cfg, until_done=True)
+    conn = sqlite3.connect(cfg.service.db)
+    rows = conn.execute(
+        "SELECT s.datatype, s.payload, s.brief, b.template_hash, b.example_ids, b.model"
+        " FROM samples s JOIN batches b ON b.id = s.batch_id WHERE s.status = 'accepted'"
+    ).fetchall()
+    conn.close()
+    assert {r[0] for r in rows} == set(ALL_TYPES)
+    for datatype, payload_text, brief_text, template_hash, example_ids, model in rows:
+        payload, brief = json.loads(payload_text), json.loads(brief_text)
+        assert brief["facets"] and brief["pins"], datatype
+        for path, pin in brief["pins"].items():
+            value = payload
+            for key in path.split("."):
+                value = value[key]
+            if "const" in pin:
+                assert value == pin["const"], (datatype, path)
+            else:
+                assert pin["min"] - 0.005 <= value <= pin["max"] + 0.005, (datatype, path)
+        assert len(template_hash) == 12
+        assert all(i.startswith(f"{datatype}:") for i in json.loads(example_ids))
+        assert model.startswith("qwen3:")

@@ -13,10 +13,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from gen_service.domain.content import TextRule
 
 # A check takes one validated sample and returns the problems it found (empty: passes).
 Check = Callable[[Any], list[str]]
@@ -31,14 +33,68 @@ class SampleModel(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """What a brief fixes about one field of the sample: an exact value, or a numeric range.
+
+    Pins are said twice: in the request's schema (``const``, ``minimum``/``maximum``), so
+    constrained decoding cannot miss them, and by the adherence check, for backends that ignore
+    schemas."""
+
+    const: Any = None
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def exactly(cls, value: Any) -> Pin:
+        return cls(const=value)
+
+    @classmethod
+    def between(cls, low: float, high: float) -> Pin:
+        return cls(low=round(low, 2), high=round(high, 2))
+
+    def to_json(self) -> dict[str, Any]:
+        if self.const is not None:
+            return {"const": self.const}
+        return {"min": self.low, "max": self.high}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Pin:
+        if "const" in data:
+            return cls(const=data["const"])
+        return cls(low=data.get("min"), high=data.get("max"))
+
+
+@dataclass(frozen=True, slots=True)
 class ItemContext:
     """The sampled brief for one item of a batch: what the prompt asks this item to be about.
 
     ``facets`` are short key/value pairs rendered into the prompt (e.g. capacity=3,
-    situation="a friend's job loss"); ``quota_key`` names the category a quota can steer."""
+    situation="a friend's job loss"); ``quota_key`` names the category a quota can steer;
+    ``pins`` map a field path of the sample (``character.ocean.openness``) to what the brief
+    fixes about it. Stored with every sample as its provenance (:meth:`to_json`)."""
 
     facets: Mapping[str, Any]
     quota_key: str = ""
+    pins: Mapping[str, Pin] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "facets": dict(self.facets),
+            "quota_key": self.quota_key,
+            "pins": {path: pin.to_json() for path, pin in self.pins.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ItemContext:
+        return cls(
+            facets=dict(data.get("facets", {})),
+            quota_key=str(data.get("quota_key", "")),
+            pins={p: Pin.from_json(v) for p, v in dict(data.get("pins", {})).items()},
+        )
+
+
+# A brief check takes a sample and the brief it was written from.
+BriefCheck = Callable[[Any, ItemContext], list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +106,10 @@ class DataTypeSpec:
     checks: Sequence[Check]  # generation-time checks beyond the schema
     sample_contexts: Callable[[random.Random, int], list[ItemContext]]  # one brief per item
     text_for_dedup: Callable[[Any], str]  # the prose a near-duplicate check compares
+    # Content rules of free-text fields that differ from "prose, 3 words" (see domain/content).
+    text_rules: Mapping[str, TextRule] = field(default_factory=dict)
+    # Adherence beyond the pins: what the brief asked that one field cannot say.
+    brief_checks: Sequence[BriefCheck] = ()
 
 
 # --- shared sub-models ----------------------------------------------------------------------

@@ -10,10 +10,12 @@ from itertools import combinations
 
 from pydantic import Field
 
+from gen_service.domain.content import NAME, TextRule, leaked_share, salient_words
 from gen_service.domain.datatypes._base import (
     CharacterProfile,
     DataTypeSpec,
     ItemContext,
+    Pin,
     SampleModel,
     describe_ocean,
     jaccard,
@@ -155,10 +157,34 @@ def check_growth_not_worse(sample: DramaticIronySample) -> list[str]:
     return []
 
 
+# A leak: at least this share of the player-only fact's salient words, and at least LEAK_WORDS of
+# them, in one option's dialogue or reasoning (the setting's words are public and do not count).
+LEAK_SHARE = 0.5
+LEAK_WORDS = 3
+
+
+def check_no_leak(sample: DramaticIronySample) -> list[str]:
+    """The character never says or reasons with what only the player knows."""
+    secret = salient_words(sample.player_knows, ignore=frozenset(salient_words(sample.setting)))
+    secret -= {w.casefold() for w in sample.character.name.split()}
+    problems: list[str] = []
+    for kind in ("tone_deaf", "misguided", "growth"):
+        option = getattr(sample.options, kind)
+        for field in ("dialogue", "internal_reasoning"):
+            text = getattr(option, field)
+            share = leaked_share(secret, text)
+            if share >= LEAK_SHARE and share * len(secret) >= LEAK_WORDS:
+                problems.append(
+                    f"leak_player_knowledge: options.{kind}.{field} uses {share:.0%} of what "
+                    "only the player knows"
+                )
+    return problems
+
+
 # Random schema-valid data passes with probability about 0.75: the delta bounds make
 # P(growth < tone_deaf) = P(both in the shared [-0.5, 0.5]) / 2 = (2/3)^2 / 2 ≈ 0.22, and random
 # word strings rarely share 60% of their words. tests/domain/test_datatypes.py measures it.
-CHECKS = (placeholder_problems, check_options_differ, check_growth_not_worse)
+CHECKS = (placeholder_problems, check_options_differ, check_growth_not_worse, check_no_leak)
 
 # --- context sampler ------------------------------------------------------------------------
 
@@ -198,26 +224,39 @@ SETTINGS = (
     "a funeral home's reception room",
 )
 
-TENSION_TARGETS = ("0.55-0.70 (simmering)", "0.70-0.85 (high)", "0.85-1.00 (unbearable)")
+TENSION_TARGETS = {
+    "0.55-0.70 (simmering)": (0.55, 0.70),
+    "0.70-0.85 (high)": (0.70, 0.85),
+    "0.85-1.00 (unbearable)": (0.85, 1.00),
+}
 
 
 def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
     """One brief per item: knowledge-gap kinds rotated, settings, characters and tension
     targets varied."""
     gaps = rotation(rng, tuple(GAP_KINDS), n)
-    tensions = rotation(rng, TENSION_TARGETS, n)
+    tensions = rotation(rng, tuple(TENSION_TARGETS), n)
     settings = rotation(rng, SETTINGS, n)
     contexts: list[ItemContext] = []
     for gap, tension, setting in zip(gaps, tensions, settings, strict=True):
+        name = sample_name(rng)
+        capacity = rng.randint(1, 10)
+        ocean = sample_ocean(rng)
         facets = {
             "knowledge_gap_kind": f"{GAP_KINDS[gap]} ({gap.replace('_', ' ')})",
             "setting": setting,
-            "character": sample_name(rng),
-            "emotional_capacity": f"{rng.randint(1, 10)}/10",
-            "personality": describe_ocean(sample_ocean(rng)),
+            "character": name,
+            "emotional_capacity": f"{capacity}/10",
+            "personality": describe_ocean(ocean),
             "target_tension": tension,
         }
-        contexts.append(ItemContext(facets=facets, quota_key=gap))
+        pins = {
+            "character.name": Pin.exactly(name),
+            "character.emotional_capacity": Pin.exactly(capacity),
+            **{f"character.ocean.{trait}": Pin.exactly(value) for trait, value in ocean.items()},
+            "tension": Pin.between(*TENSION_TARGETS[tension]),
+        }
+        contexts.append(ItemContext(facets=facets, quota_key=gap, pins=pins))
     return contexts
 
 
@@ -233,6 +272,24 @@ def text_for_dedup(sample: DramaticIronySample) -> str:
     )
 
 
+TEXT_RULES = {
+    "setting": TextRule(min_words=3),
+    "character.name": NAME,
+    "player_knows": TextRule(min_words=5),
+    "character_doesnt_know": TextRule(min_words=4),
+    "why_unknown": TextRule(min_words=5),
+    "knowledge_gap": TextRule(min_words=6),
+    **{
+        f"options.{kind}.{field}": rule
+        for kind in ("tone_deaf", "misguided", "growth")
+        for field, rule in (
+            ("dialogue", TextRule("line", 3)),
+            ("internal_reasoning", TextRule(min_words=5)),
+            ("consequence", TextRule(min_words=5)),
+        )
+    },
+}
+
 SPEC = DataTypeSpec(
     name="dramatic_irony",
     title="Dramatic irony",
@@ -246,4 +303,5 @@ SPEC = DataTypeSpec(
     checks=CHECKS,
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
+    text_rules=TEXT_RULES,
 )

@@ -10,10 +10,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from gen_service.domain.content import NAME, TextRule
 from gen_service.domain.datatypes._base import (
     CharacterProfile,
     DataTypeSpec,
     ItemContext,
+    Pin,
     SampleModel,
     describe_ocean,
     join_prose,
@@ -278,17 +280,24 @@ def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
     ):
         capacity = rng.randint(*band)
         situation = rng.choice(SITUATIONS[category])
+        name = sample_name(rng)
+        ocean = sample_ocean(rng)
         facets: dict[str, str] = {
-            "character": sample_name(rng),
+            "character": name,
             "emotional_capacity": f"{capacity}/10",
-            "personality": describe_ocean(sample_ocean(rng)),
+            "personality": describe_ocean(ocean),
             "the_other_person": f"their {relationship}",
             "situation": f"{situation} ({category.replace('_', ' ')})",
             "where": place,
         }
         if capacity <= 6:
             facets["if_they_fall_short_explore"] = failure.replace("_", " ")
-        contexts.append(ItemContext(facets=facets, quota_key=category))
+        pins = {
+            "character.name": Pin.exactly(name),
+            "emotional_capacity": Pin.exactly(capacity),
+            **{f"character.ocean.{trait}": Pin.exactly(value) for trait, value in ocean.items()},
+        }
+        contexts.append(ItemContext(facets=facets, quota_key=category, pins=pins))
     return contexts
 
 
@@ -304,6 +313,18 @@ def text_for_dedup(sample: EmotionalAuthenticitySample) -> str:
     )
 
 
+TEXT_RULES = {
+    "character.name": NAME,
+    "other_person": TextRule(min_words=2),
+    "capacity_reason": TextRule(min_words=5),
+    "situation": TextRule(min_words=5),
+    "other_person_needs": TextRule(min_words=4),
+    "internal_thought": TextRule(min_words=6),
+    "dialogue": TextRule("line", 3),
+    "behavior": TextRule(min_words=4),
+    "authenticity_notes": TextRule(min_words=8),
+}
+
 SPEC = DataTypeSpec(
     name="emotional_authenticity",
     title="Emotional authenticity",
@@ -317,4 +338,5 @@ SPEC = DataTypeSpec(
     checks=CHECKS,
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
+    text_rules=TEXT_RULES,
 )

@@ -12,12 +12,14 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidatorFunctionWrapHandler, computed_field, model_validator
 
+from gen_service.domain.content import NAME, TextRule
 from gen_service.domain.datatypes._base import (
     OCEAN_TRAITS,
     DataTypeSpec,
     ItemContext,
     Ocean,
     OceanTrait,
+    Pin,
     SampleModel,
     describe_ocean,
     join_prose,
@@ -127,6 +129,21 @@ def check_evidence_differs(sample: PersonalityTraitsSample) -> list[str]:
 # coincide word for word. tests/domain/test_datatypes.py measures it.
 CHECKS = (placeholder_problems, check_dialogue_lines_differ, check_evidence_differs)
 
+# How far a label may sit from the brief's target score: the scores must follow the brief, and
+# the judge checks, blind, that the dialogue supports them.
+TARGET_TOLERANCE = 0.1
+
+
+def check_dominant_as_briefed(sample: PersonalityTraitsSample, brief: ItemContext) -> list[str]:
+    """The trait the brief made dominant is the one the labels put on top."""
+    wanted = brief.facets.get("dominant_trait")
+    if wanted is not None and sample.dominant_trait != wanted:
+        return [
+            f"off_brief: the dominant trait is {sample.dominant_trait}, the brief says {wanted}"
+        ]
+    return []
+
+
 # --- context sampler ------------------------------------------------------------------------
 
 SCENARIOS: dict[str, str] = {
@@ -173,8 +190,10 @@ def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
     contexts: list[ItemContext] = []
     for dominant, scenario, listener in zip(dominants, scenarios, listeners, strict=True):
         profile = sample_ocean(rng, high=dominant)
+        name = sample_name(rng)
         facets = {
-            "character": f"{sample_name(rng)}, aged {rng.randint(16, 84)}",
+            "character": name,
+            "age": rng.randint(16, 84),
             "scenario_kind": f"{SCENARIOS[scenario]} ({scenario.replace('_', ' ')})",
             "talking_to": listener,
             "dominant_trait": dominant,
@@ -182,7 +201,16 @@ def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
         }
         if scenario == "first_meeting":
             del facets["talking_to"]  # the scenario itself says who they meet
-        contexts.append(ItemContext(facets=facets, quota_key=dominant))
+        pins = {
+            "character_name": Pin.exactly(name),
+            **{
+                f"ocean.{trait}": Pin.between(
+                    max(0.0, value - TARGET_TOLERANCE), min(1.0, value + TARGET_TOLERANCE)
+                )
+                for trait, value in profile.items()
+            },
+        }
+        contexts.append(ItemContext(facets=facets, quota_key=dominant, pins=pins))
     return contexts
 
 
@@ -199,6 +227,13 @@ def text_for_dedup(sample: PersonalityTraitsSample) -> str:
     )
 
 
+TEXT_RULES = {
+    "character_name": NAME,
+    "scenario": TextRule(min_words=6),
+    "dialogue[]": TextRule("line", 2),
+    **{f"evidence.{trait}": TextRule(min_words=4) for trait in OCEAN_TRAITS},
+}
+
 SPEC = DataTypeSpec(
     name="personality_traits",
     title="Personality traits",
@@ -211,4 +246,6 @@ SPEC = DataTypeSpec(
     checks=CHECKS,
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
+    text_rules=TEXT_RULES,
+    brief_checks=(check_dominant_as_briefed,),
 )

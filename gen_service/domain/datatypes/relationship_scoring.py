@@ -9,9 +9,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from gen_service.domain.content import NAME, TextRule
 from gen_service.domain.datatypes._base import (
     DataTypeSpec,
     ItemContext,
+    Pin,
     SampleModel,
     join_prose,
     placeholder_problems,
@@ -145,6 +147,7 @@ SCORE_BANDS = (
     "0.60-0.80 (good)",
     "0.80-1.00 (deeply strengthening)",
 )
+BAND_RANGES = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0))
 # The bands (indexes into SCORE_BANDS) where each interaction plausibly lands. A thoughtless
 # gift or a clumsy comfort can hurt, so most types span the range; a betrayal never deepens trust.
 _PLAUSIBLE_BANDS: dict[InteractionType, range] = {
@@ -216,13 +219,20 @@ def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
     for band, role, stage in zip(bands, roles, stages, strict=True):
         fitting = [kind for kind, spread in _PLAUSIBLE_BANDS.items() if band in spread]
         interaction = rng.choice(fitting)
+        name = sample_name(rng)
         facets = {
             "interaction_type": interaction,
             "target_score": SCORE_BANDS[band],
-            "character": f"{sample_name(rng)}, {role}",
+            "character": name,
+            "who_they_are": role,
             "relationship_with_the_player": stage,
         }
-        contexts.append(ItemContext(facets=facets, quota_key=interaction))
+        pins = {
+            "character_name": Pin.exactly(name),
+            "interaction_type": Pin.exactly(interaction),
+            "score": Pin.between(*BAND_RANGES[band]),
+        }
+        contexts.append(ItemContext(facets=facets, quota_key=interaction, pins=pins))
     return contexts
 
 
@@ -235,6 +245,15 @@ def text_for_dedup(sample: RelationshipScoringSample) -> str:
         *(f.factor for f in sample.factors),
     )
 
+
+TEXT_RULES = {
+    "character_name": NAME,
+    "relationship_context": TextRule(min_words=5),
+    "player_action": TextRule(min_words=4),
+    "character_response": TextRule(min_words=4),
+    "factors[].factor": TextRule(min_words=3),
+    "rationale": TextRule(min_words=6),
+}
 
 SPEC = DataTypeSpec(
     name="relationship_scoring",
@@ -249,4 +268,5 @@ SPEC = DataTypeSpec(
     checks=CHECKS,
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
+    text_rules=TEXT_RULES,
 )

@@ -10,9 +10,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from gen_service.domain.content import TextRule, leaked_share, salient_words
 from gen_service.domain.datatypes._base import (
     DataTypeSpec,
     ItemContext,
+    Pin,
     SampleModel,
     jaccard,
     join_prose,
@@ -92,6 +94,26 @@ def check_technique_timing(sample: TensionBuildingSample) -> list[str]:
     return []
 
 
+# A leak: at least this share of the withheld part's salient words (those not already in the
+# setup), and at least LEAK_WORDS of them, in what is revealed or in the player's question.
+LEAK_SHARE = 0.5
+LEAK_WORDS = 3
+
+
+def check_withheld_stays_hidden(sample: TensionBuildingSample) -> list[str]:
+    """What is withheld does not show up in what is revealed or in the player's question."""
+    secret = salient_words(sample.withheld, ignore=frozenset(salient_words(sample.setup)))
+    problems: list[str] = []
+    for field in ("revealed", "player_question"):
+        text = getattr(sample, field)
+        if field == "revealed" and jaccard(text, sample.withheld) >= NEAR_SAME:
+            continue  # the same text: revealed_equals_withheld says so
+        share = leaked_share(secret, text)
+        if share >= LEAK_SHARE and share * len(secret) >= LEAK_WORDS:
+            problems.append(f"leak_withheld: {field} gives away {share:.0%} of what is withheld")
+    return problems
+
+
 # Random schema-valid data passes with probability about 0.87: only the technique/timing rule
 # bites (P = 2/4 techniques * 1/4 timings = 0.125); random word strings are neither the same nor
 # 80% overlapping. tests/domain/test_datatypes.py measures it.
@@ -100,7 +122,10 @@ CHECKS = (
     check_revealed_vs_withheld,
     check_payoff_delivers,
     check_technique_timing,
+    check_withheld_stays_hidden,
 )
+
+TENSION_TOLERANCE = 0.1  # how far the tension score may sit from the brief's target
 
 # --- context sampler ------------------------------------------------------------------------
 
@@ -159,15 +184,24 @@ def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
     subjects = rotation(rng, SUBJECTS, n)
     contexts: list[ItemContext] = []
     for technique, genre, subject in zip(techniques, genres, subjects, strict=True):
+        timing = rng.choice(_TIMINGS[technique])
+        tension = round(rng.uniform(0.45, 0.95), 2)
         facets = {
             "technique": technique,
-            "payoff_timing": rng.choice(_TIMINGS[technique]),
+            "payoff_timing": timing,
             "genre": genre,
             "built_around": subject,
             "a_character_named": sample_name(rng),
-            "target_tension": f"{rng.uniform(0.45, 0.95):.2f}",
+            "target_tension": f"{tension:.2f}",
         }
-        contexts.append(ItemContext(facets=facets, quota_key=technique))
+        pins = {
+            "technique": Pin.exactly(technique),
+            "payoff_timing": Pin.exactly(timing),
+            "tension": Pin.between(
+                max(0.0, tension - TENSION_TOLERANCE), min(1.0, tension + TENSION_TOLERANCE)
+            ),
+        }
+        contexts.append(ItemContext(facets=facets, quota_key=technique, pins=pins))
     return contexts
 
 
@@ -182,6 +216,15 @@ def text_for_dedup(sample: TensionBuildingSample) -> str:
     )
 
 
+TEXT_RULES = {
+    "setup": TextRule(min_words=6),
+    "revealed": TextRule(min_words=4),
+    "withheld": TextRule(min_words=4),
+    "player_question": TextRule(min_words=3),
+    "suspense_analysis": TextRule(min_words=8),
+    "payoff": TextRule(min_words=5),
+}
+
 SPEC = DataTypeSpec(
     name="tension_building",
     title="Tension building",
@@ -195,4 +238,5 @@ SPEC = DataTypeSpec(
     checks=CHECKS,
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
+    text_rules=TEXT_RULES,
 )

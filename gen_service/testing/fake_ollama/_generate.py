@@ -29,9 +29,14 @@ class Completion:
 def generate(gpu: Gpu, request: ChatRequest, faults: set[str], rng: random.Random) -> Completion:
     """The completion for ``request``, with the content faults in ``faults`` applied."""
     fmt = request.fmt
-    key = json.dumps(fmt, sort_keys=True)
+    key = json.dumps(shape_of(fmt), sort_keys=True)
     previous = gpu.previous_content(key) if "duplicate" in faults else None
-    if previous is not None:
+    if previous is not None and isinstance(fmt, Mapping):
+        # The same text again, under this request's constants and bounds.
+        content = json.dumps(
+            SchemaFaker(rng, fmt).refit(fmt, json.loads(previous)), ensure_ascii=False
+        )
+    elif previous is not None:
         content = previous
     else:
         if isinstance(fmt, Mapping):
@@ -82,6 +87,38 @@ def generate(gpu: Gpu, request: ChatRequest, faults: set[str], rng: random.Rando
         prompt_tokens=prompt_tokens,
         eval_tokens=tokens(thinking) + tokens(content),
     )
+
+
+# What varies between requests of one data type: the brief's constants and bounds, the
+# batch size, the lengths; the shape without them says "the same kind of answer".
+_VARYING = frozenset(
+    {
+        "const",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+    }
+)
+
+
+def shape_of(schema: Any) -> Any:
+    """``schema`` without what varies between requests of one kind (see ``_VARYING``);
+    positional items collapse to the first one's shape."""
+    if isinstance(schema, list):
+        return [shape_of(v) for v in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {k: shape_of(v) for k, v in schema.items() if k not in _VARYING}
+    prefix = out.pop("prefixItems", None)
+    if isinstance(prefix, list) and prefix:
+        out["items"] = prefix[0]
+    return out
 
 
 def _structured(gpu: Gpu, request: ChatRequest, faker: SchemaFaker, fmt: Mapping[str, Any]) -> Any:

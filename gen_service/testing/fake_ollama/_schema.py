@@ -182,6 +182,57 @@ class SchemaFaker:
             return None
         return self._string(s)
 
+    def refit(self, schema: object, value: Any, depth: int = 0) -> Any:
+        """``value`` (an earlier answer) made valid against ``schema``: constants and enums
+        set, numbers clamped into their bounds, strings fitted to their lengths, arrays cut or
+        extended to their length, missing properties generated. The ``duplicate`` fault uses
+        it: the same text again under a new request's constants, as a model repeating itself
+        under a new brief would write it."""
+        s = self.resolve(schema)
+        if "const" in s:
+            return s["const"]
+        enum = s.get("enum")
+        if isinstance(enum, list) and enum:
+            return value if value in enum else self.rng.choice(enum)
+        kind = self.type_of(s)
+        if kind == "object" and isinstance(value, Mapping):
+            props = s.get("properties")
+            if not isinstance(props, Mapping):
+                return dict(value)
+            return {
+                name: self.refit(sub, value[name], depth + 1)
+                if name in value
+                else self.value(sub, depth + 1)
+                for name, sub in props.items()
+            }
+        if kind == "array" and isinstance(value, list):
+            prefix = s.get("prefixItems")
+            positional = prefix if isinstance(prefix, list) else []
+            items = s.get("items", {})
+            lo = _count_or_none(s.get("minItems")) or 0
+            hi = _count_or_none(s.get("maxItems"))
+            hi = len(value) if hi is None else hi
+            if items is False:
+                hi = min(hi, len(positional))
+            out = [
+                self.refit(positional[i] if i < len(positional) else items, v, depth + 1)
+                for i, v in enumerate(value[:hi])
+            ]
+            while len(out) < lo:
+                i = len(out)
+                out.append(self.value(positional[i] if i < len(positional) else items, depth + 1))
+            return out
+        if kind in ("integer", "number") and is_number(value):
+            low, _, high, _ = self._bounds(s)
+            if (low is not None and value < low) or (high is not None and value > high):
+                return self.value(s, depth)
+            return value
+        if kind == "string" and isinstance(value, str):
+            return self.fit_string(s, value)
+        if (kind == "boolean" and isinstance(value, bool)) or (kind == "null" and value is None):
+            return value
+        return self.value(s, depth)
+
     def _object(self, s: Mapping[str, Any], depth: int) -> dict[str, Any]:
         props = s.get("properties")
         required = [r for r in s.get("required", []) if isinstance(r, str)]

@@ -9,6 +9,7 @@ survives kill -9 and power loss. Counters per (data type, day) are kept by trigg
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import socket
 import sqlite3
@@ -21,164 +22,9 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from gen_service.adapters.store.schema import MIGRATIONS, SCHEMA_VERSION
 from gen_service.domain.records import BatchRecord, CommitResult
 from gen_service.errors import StoreError
-
-# Each entry migrates from version i to i + 1; never edit a released entry, append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE runs (
-        id          INTEGER PRIMARY KEY,
-        started_at  TEXT NOT NULL,
-        ended_at    TEXT,
-        status      TEXT NOT NULL DEFAULT 'running'
-                    CHECK (status IN ('running', 'finished', 'stopped', 'crashed')),
-        pid         INTEGER,
-        host        TEXT,
-        version     TEXT,
-        config_path TEXT,
-        mode        TEXT
-    );
-    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE targets (
-        datatype     TEXT PRIMARY KEY,
-        model        TEXT NOT NULL,
-        daily_target INTEGER NOT NULL,
-        total_target INTEGER NOT NULL,
-        updated_at   TEXT NOT NULL
-    );
-    CREATE TABLE batches (
-        id            INTEGER PRIMARY KEY,
-        run_id        INTEGER REFERENCES runs(id),
-        datatype      TEXT NOT NULL,
-        model         TEXT NOT NULL,
-        phase         TEXT,
-        status        TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
-        attempts      INTEGER NOT NULL,
-        error         TEXT,
-        requested     INTEGER NOT NULL,
-        valid         INTEGER NOT NULL DEFAULT 0,
-        invalid       INTEGER NOT NULL DEFAULT 0,
-        accepted      INTEGER NOT NULL DEFAULT 0,
-        rejected      INTEGER NOT NULL DEFAULT 0,
-        duplicates    INTEGER NOT NULL DEFAULT 0,
-        prompt_tokens INTEGER NOT NULL DEFAULT 0,
-        eval_tokens   INTEGER NOT NULL DEFAULT 0,
-        total_s       REAL NOT NULL DEFAULT 0,
-        load_s        REAL NOT NULL DEFAULT 0,
-        eval_s        REAL NOT NULL DEFAULT 0,
-        latency_s     REAL NOT NULL DEFAULT 0,
-        seed          INTEGER,
-        temperature   REAL,
-        num_predict   INTEGER,
-        created_at    TEXT NOT NULL,
-        day           TEXT NOT NULL
-    );
-    CREATE INDEX batches_by_type_day ON batches (datatype, day);
-    CREATE INDEX batches_by_created ON batches (created_at);
-    CREATE TABLE samples (
-        id           INTEGER PRIMARY KEY,
-        batch_id     INTEGER NOT NULL REFERENCES batches(id),
-        datatype     TEXT NOT NULL,
-        status       TEXT NOT NULL CHECK (status IN ('accepted', 'rejected', 'duplicate')),
-        reason       TEXT,
-        content_hash TEXT,
-        quota_key    TEXT,
-        payload      TEXT NOT NULL,
-        created_at   TEXT NOT NULL,
-        day          TEXT NOT NULL
-    );
-    -- Two accepted samples of one type never share a content hash: the database enforces it.
-    CREATE UNIQUE INDEX samples_accepted_hash ON samples (datatype, content_hash)
-        WHERE status = 'accepted';
-    CREATE INDEX samples_by_batch ON samples (batch_id);
-    CREATE INDEX samples_by_type_status ON samples (datatype, status);
-    CREATE TABLE daily_counts (
-        datatype   TEXT NOT NULL,
-        day        TEXT NOT NULL,
-        accepted   INTEGER NOT NULL DEFAULT 0,
-        rejected   INTEGER NOT NULL DEFAULT 0,
-        duplicates INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (datatype, day)
-    ) WITHOUT ROWID;
-    CREATE TRIGGER samples_count_insert AFTER INSERT ON samples BEGIN
-        INSERT INTO daily_counts (datatype, day, accepted, rejected, duplicates)
-        VALUES (NEW.datatype, NEW.day, NEW.status = 'accepted', NEW.status = 'rejected',
-                NEW.status = 'duplicate')
-        ON CONFLICT (datatype, day) DO UPDATE SET
-            accepted = accepted + (NEW.status = 'accepted'),
-            rejected = rejected + (NEW.status = 'rejected'),
-            duplicates = duplicates + (NEW.status = 'duplicate');
-    END;
-    CREATE TRIGGER samples_count_delete AFTER DELETE ON samples BEGIN
-        UPDATE daily_counts SET
-            accepted = accepted - (OLD.status = 'accepted'),
-            rejected = rejected - (OLD.status = 'rejected'),
-            duplicates = duplicates - (OLD.status = 'duplicate')
-        WHERE datatype = OLD.datatype AND day = OLD.day;
-    END;
-    CREATE TRIGGER samples_count_update AFTER UPDATE OF status, datatype, day ON samples BEGIN
-        UPDATE daily_counts SET
-            accepted = accepted - (OLD.status = 'accepted'),
-            rejected = rejected - (OLD.status = 'rejected'),
-            duplicates = duplicates - (OLD.status = 'duplicate')
-        WHERE datatype = OLD.datatype AND day = OLD.day;
-        INSERT INTO daily_counts (datatype, day, accepted, rejected, duplicates)
-        VALUES (NEW.datatype, NEW.day, NEW.status = 'accepted', NEW.status = 'rejected',
-                NEW.status = 'duplicate')
-        ON CONFLICT (datatype, day) DO UPDATE SET
-            accepted = accepted + (NEW.status = 'accepted'),
-            rejected = rejected + (NEW.status = 'rejected'),
-            duplicates = duplicates + (NEW.status = 'duplicate');
-    END;
-    CREATE TABLE phase_log (
-        id          INTEGER PRIMARY KEY,
-        run_id      INTEGER REFERENCES runs(id),
-        phase       TEXT NOT NULL,
-        kind        TEXT NOT NULL,
-        started_at  TEXT NOT NULL,
-        ended_at    TEXT,
-        model       TEXT,
-        load_s      REAL,
-        gpu_share   REAL,
-        note        TEXT
-    );
-    -- "today" is the calendar day in the service's time zone; the service keeps its UTC
-    -- offset in settings so plain sqlite3 sessions see the same day it does.
-    CREATE VIEW progress AS
-    WITH today (day) AS (
-        SELECT date('now', COALESCE(
-            (SELECT value FROM settings WHERE key = 'utc_offset_modifier'), '+0 minutes'))
-    )
-    SELECT t.datatype AS datatype,
-           COALESCE(SUM(c.accepted), 0) AS accepted,
-           COALESCE(SUM(c.rejected), 0) AS rejected,
-           COALESCE(SUM(c.duplicates), 0) AS duplicates,
-           COALESCE(SUM(CASE WHEN c.day = (SELECT day FROM today) THEN c.accepted END), 0)
-               AS today,
-           t.daily_target AS daily_target,
-           t.total_target AS total_target,
-           ROUND(100.0 * COALESCE(SUM(c.accepted), 0) / NULLIF(t.total_target, 0), 1)
-               AS pct_of_total
-    FROM targets t LEFT JOIN daily_counts c ON c.datatype = t.datatype
-    GROUP BY t.datatype;
-    CREATE VIEW hourly_rate AS
-    SELECT strftime('%Y-%m-%d %H:00', created_at) AS hour,
-           datatype,
-           model,
-           COUNT(*) AS batches,
-           SUM(status = 'failed') AS failed_batches,
-           SUM(accepted) AS accepted,
-           SUM(eval_tokens) AS eval_tokens,
-           ROUND(SUM(eval_tokens) / NULLIF(SUM(eval_s), 0), 1) AS tokens_per_s
-    FROM batches GROUP BY hour, datatype, model;
-    CREATE VIEW failures AS
-    SELECT id AS batch_id, created_at, datatype, model, phase, status, attempts, error
-    FROM batches WHERE status = 'failed' OR error IS NOT NULL;
-    """,
-)
-
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _system_now() -> dt.datetime:
@@ -330,14 +176,17 @@ class Store:
                         sample.payload_json,
                         batch.created_at,
                         batch.day,
+                        sample.item_index,
+                        sample.brief_json,
                     )
                 )
             cur = await self._conn.execute(
                 "INSERT INTO batches (run_id, datatype, model, phase, status, attempts, error,"
                 " requested, valid, invalid, accepted, rejected, duplicates, prompt_tokens,"
                 " eval_tokens, total_s, load_s, eval_s, latency_s, seed, temperature,"
-                " num_predict, created_at, day)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " num_predict, created_at, day, template_hash, example_ids, briefs, refinement,"
+                " replaces, regeneration)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     batch.datatype,
@@ -363,6 +212,12 @@ class Store:
                     batch.num_predict,
                     batch.created_at,
                     batch.day,
+                    batch.template_hash,
+                    json.dumps(list(batch.example_ids)) if batch.example_ids else None,
+                    batch.briefs_json,
+                    batch.refinement,
+                    batch.replaces,
+                    batch.regeneration,
                 ),
             )
             batch_id = cur.lastrowid
@@ -370,7 +225,8 @@ class Store:
             assert batch_id is not None
             await self._conn.executemany(
                 "INSERT INTO samples (batch_id, datatype, status, reason, content_hash,"
-                " quota_key, payload, created_at, day) VALUES (?,?,?,?,?,?,?,?,?)",
+                " quota_key, payload, created_at, day, item_index, brief)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [(batch_id, *row) for row in rows],
             )
         return CommitResult(batch_id, accepted, rejected, duplicates)
