@@ -98,6 +98,47 @@ BriefCheck = Callable[[Any, ItemContext], list[str]]
 
 
 @dataclass(frozen=True, slots=True)
+class LabelResult:
+    """How the judge's blind labels compare with the sample's: ``agreement`` 0..1, ``ok``
+    when they agree well enough, ``detail`` saying where they differ."""
+
+    agreement: float
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeSpec:
+    """How the judge sees a data type (domain/judging.py).
+
+    ``blind(payload, rng)`` returns the view the judge is shown, with the label fields hidden
+    (and, e.g., the irony options shuffled), and a key to what was hidden; ``labels`` is the
+    model of the labels the judge re-derives (None: the type has none); ``agreement(sample,
+    labels, key)`` compares them with the sample's own."""
+
+    blind: Callable[[dict[str, Any], random.Random], tuple[dict[str, Any], Any]]
+    labels: type[SampleModel] | None = None
+    agreement: Callable[[Any, Any, Any], LabelResult] | None = None
+
+
+def hide(payload: Mapping[str, Any], *paths: str) -> dict[str, Any]:
+    """A copy of ``payload`` without the dotted ``paths`` (a blind view for the judge)."""
+    out: dict[str, Any] = {k: v for k, v in payload.items()}
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node = out
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                node = {}
+                break
+            node[key] = dict(child)
+            node = node[key]
+        node.pop(leaf, None)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class DataTypeSpec:
     name: str  # registry key, e.g. "emotional_authenticity"
     title: str  # human name, e.g. "Emotional authenticity"
@@ -110,6 +151,8 @@ class DataTypeSpec:
     text_rules: Mapping[str, TextRule] = field(default_factory=dict)
     # Adherence beyond the pins: what the brief asked that one field cannot say.
     brief_checks: Sequence[BriefCheck] = ()
+    # How the judge sees it; None: the whole sample, no labels.
+    judge: JudgeSpec | None = None
 
 
 # --- shared sub-models ----------------------------------------------------------------------

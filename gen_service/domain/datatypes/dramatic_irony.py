@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from itertools import combinations
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -15,6 +16,8 @@ from gen_service.domain.datatypes._base import (
     CharacterProfile,
     DataTypeSpec,
     ItemContext,
+    JudgeSpec,
+    LabelResult,
     Pin,
     SampleModel,
     describe_ocean,
@@ -290,6 +293,56 @@ TEXT_RULES = {
     },
 }
 
+# --- the judge: the three options shuffled and labelled, blind ------------------------------
+
+OptionKind = Literal["tone_deaf", "misguided", "growth"]
+OPTION_KINDS: tuple[OptionKind, ...] = ("tone_deaf", "misguided", "growth")
+
+
+class IronyJudgeLabels(SampleModel):
+    """The judge's reading of the three unlabelled options."""
+
+    option_kinds: list[OptionKind] = Field(
+        min_length=3,
+        max_length=3,
+        description="the kind of each option, in the order shown: tone_deaf, misguided or "
+        "growth, each once",
+    )
+    reveals_hidden_knowledge: bool = Field(
+        description="true if any option has the character say or reason with something only "
+        "the player can know"
+    )
+
+
+def judge_blind(payload: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], Any]:
+    """The scene with its three options in a shuffled order, without their kinds or their
+    relationship deltas (which would give the kinds away); the key is the true order."""
+    order = list(OPTION_KINDS)
+    rng.shuffle(order)
+    options = payload["options"]
+    view = {k: v for k, v in payload.items() if k != "options"}
+    view["options"] = [
+        {k: v for k, v in options[kind].items() if k != "relationship_delta"} for kind in order
+    ]
+    return view, order
+
+
+def judge_agreement(sample: DramaticIronySample, labels: IronyJudgeLabels, key: Any) -> LabelResult:
+    """Every option labelled as what it is, and no character knowing the player's secret."""
+    order = list(key)
+    right = sum(a == b for a, b in zip(labels.option_kinds, order, strict=False))
+    ok = right == 3 and not labels.reveals_hidden_knowledge
+    problems = []
+    if right < 3:
+        problems.append(f"options read as {labels.option_kinds}, written as {order}")
+    if labels.reveals_hidden_knowledge:
+        problems.append("a character reveals knowledge they cannot have")
+    agreement = right / 3 * (0.5 if labels.reveals_hidden_knowledge else 1.0)
+    return LabelResult(round(agreement, 4), ok, "; ".join(problems))
+
+
+JUDGE = JudgeSpec(blind=judge_blind, labels=IronyJudgeLabels, agreement=judge_agreement)
+
 SPEC = DataTypeSpec(
     name="dramatic_irony",
     title="Dramatic irony",
@@ -304,4 +357,5 @@ SPEC = DataTypeSpec(
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
     text_rules=TEXT_RULES,
+    judge=JUDGE,
 )

@@ -6,7 +6,7 @@ care. The core of the game's realism (memo priority 1).
 from __future__ import annotations
 
 import random
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -15,6 +15,8 @@ from gen_service.domain.datatypes._base import (
     CharacterProfile,
     DataTypeSpec,
     ItemContext,
+    JudgeSpec,
+    LabelResult,
     Pin,
     SampleModel,
     describe_ocean,
@@ -325,6 +327,59 @@ TEXT_RULES = {
     "authenticity_notes": TextRule(min_words=8),
 }
 
+# --- the judge: capacity band and support level, blind -------------------------------------
+
+CapacityBand = Literal["low", "mid", "high"]
+_SUPPORT_ORDER: tuple[SupportLevel, ...] = ("none", "minimal", "partial", "full")
+
+
+class EmotionalJudgeLabels(SampleModel):
+    """What the judge reads from the response without seeing the labels."""
+
+    capacity_band: CapacityBand = Field(
+        description="the character's emotional capacity as the response shows it: low (1-3), "
+        "mid (4-7) or high (8-10)"
+    )
+    support_level: SupportLevel = Field(
+        description="how much of the other person's need the response meets"
+    )
+
+
+def capacity_band(capacity: int) -> CapacityBand:
+    return "low" if capacity <= 3 else "mid" if capacity <= 7 else "high"
+
+
+def judge_blind(payload: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], Any]:
+    """The response without its capacity, support level, failure mode and the notes that
+    explain them."""
+    view = {k: v for k, v in payload.items() if k not in _HIDDEN_FROM_JUDGE}
+    return view, None
+
+
+_HIDDEN_FROM_JUDGE = frozenset(
+    {"emotional_capacity", "support_level", "failure_mode", "authenticity_notes"}
+)
+
+
+def judge_agreement(
+    sample: EmotionalAuthenticitySample, labels: EmotionalJudgeLabels, key: Any
+) -> LabelResult:
+    """The same capacity band, and a support level at most one step away."""
+    band = capacity_band(sample.emotional_capacity)
+    steps = abs(
+        _SUPPORT_ORDER.index(sample.support_level) - _SUPPORT_ORDER.index(labels.support_level)
+    )
+    ok = band == labels.capacity_band and steps <= 1
+    agreement = ((band == labels.capacity_band) + (1 - steps / 3)) / 2
+    detail = (
+        f"capacity band {labels.capacity_band} vs {band}, support {labels.support_level} vs "
+        f"{sample.support_level}"
+    )
+    return LabelResult(round(agreement, 4), ok, "" if ok else detail)
+
+
+JUDGE = JudgeSpec(blind=judge_blind, labels=EmotionalJudgeLabels, agreement=judge_agreement)
+
 SPEC = DataTypeSpec(
     name="emotional_authenticity",
     title="Emotional authenticity",
@@ -339,4 +394,5 @@ SPEC = DataTypeSpec(
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
     text_rules=TEXT_RULES,
+    judge=JUDGE,
 )

@@ -17,6 +17,8 @@ from gen_service.domain.datatypes._base import (
     OCEAN_TRAITS,
     DataTypeSpec,
     ItemContext,
+    JudgeSpec,
+    LabelResult,
     Ocean,
     OceanTrait,
     Pin,
@@ -234,6 +236,42 @@ TEXT_RULES = {
     **{f"evidence.{trait}": TextRule(min_words=4) for trait in OCEAN_TRAITS},
 }
 
+# --- the judge: OCEAN from the dialogue alone ----------------------------------------------
+
+
+class PersonalityJudgeLabels(SampleModel):
+    """The Big Five profile the judge reads from the scenario and the lines alone."""
+
+    ocean: Ocean = Field(description="the Big Five scores the lines reveal, 0..1 each")
+    dominant_trait: OceanTrait = Field(description="the trait the lines show most strongly")
+
+
+# The judge agrees when its blind scores are this close on average and it names the same top.
+MAX_MEAN_ERROR = 0.15
+
+
+def judge_blind(payload: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], Any]:
+    """Only who speaks, the scenario and the lines: no scores, no evidence (it names them)."""
+    view = {k: payload[k] for k in ("character_name", "scenario", "dialogue")}
+    return view, None
+
+
+def judge_agreement(
+    sample: PersonalityTraitsSample, labels: PersonalityJudgeLabels, key: Any
+) -> LabelResult:
+    """Mean absolute error of the five scores within 0.15 and the same dominant trait."""
+    ours, theirs = sample.ocean.as_dict(), labels.ocean.as_dict()
+    error = sum(abs(ours[t] - theirs[t]) for t in OCEAN_TRAITS) / len(OCEAN_TRAITS)
+    same_top = sample.dominant_trait == labels.dominant_trait
+    ok = error <= MAX_MEAN_ERROR and same_top
+    detail = f"OCEAN mean error {error:.2f}" + (
+        "" if same_top else f", dominant {labels.dominant_trait} vs {sample.dominant_trait}"
+    )
+    return LabelResult(round(max(0.0, 1.0 - error), 4), ok, "" if ok else detail)
+
+
+JUDGE = JudgeSpec(blind=judge_blind, labels=PersonalityJudgeLabels, agreement=judge_agreement)
+
 SPEC = DataTypeSpec(
     name="personality_traits",
     title="Personality traits",
@@ -248,4 +286,5 @@ SPEC = DataTypeSpec(
     text_for_dedup=text_for_dedup,
     text_rules=TEXT_RULES,
     brief_checks=(check_dominant_as_briefed,),
+    judge=JUDGE,
 )

@@ -5,7 +5,7 @@ interaction does to the relationship, with the rationale and the factors behind 
 from __future__ import annotations
 
 import random
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,8 @@ from gen_service.domain.content import NAME, TextRule
 from gen_service.domain.datatypes._base import (
     DataTypeSpec,
     ItemContext,
+    JudgeSpec,
+    LabelResult,
     Pin,
     SampleModel,
     join_prose,
@@ -255,6 +257,42 @@ TEXT_RULES = {
     "rationale": TextRule(min_words=6),
 }
 
+# --- the judge: a blind score --------------------------------------------------------------
+
+
+class RelationshipJudgeLabels(SampleModel):
+    """The score the judge gives the interaction without seeing the sample's."""
+
+    score: float = Field(
+        ge=0,
+        le=1,
+        description="what the interaction does to the relationship: 0 badly damaged, 0.5 "
+        "unchanged, 1 much stronger",
+    )
+
+
+MAX_SCORE_GAP = 0.15  # the judge agrees when its blind score is this close
+
+
+def judge_blind(payload: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], Any]:
+    """The interaction without its score, the rationale for it, or the factors' effects."""
+    view = {k: v for k, v in payload.items() if k not in ("score", "rationale", "factors")}
+    view["factors"] = [f["factor"] for f in payload.get("factors", [])]
+    return view, None
+
+
+def judge_agreement(
+    sample: RelationshipScoringSample, labels: RelationshipJudgeLabels, key: Any
+) -> LabelResult:
+    gap = abs(sample.score - labels.score)
+    ok = gap <= MAX_SCORE_GAP
+    return LabelResult(
+        round(1 - gap, 4), ok, "" if ok else f"score {labels.score:.2f} vs {sample.score:.2f}"
+    )
+
+
+JUDGE = JudgeSpec(blind=judge_blind, labels=RelationshipJudgeLabels, agreement=judge_agreement)
+
 SPEC = DataTypeSpec(
     name="relationship_scoring",
     title="Relationship scoring",
@@ -269,4 +307,5 @@ SPEC = DataTypeSpec(
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
     text_rules=TEXT_RULES,
+    judge=JUDGE,
 )
