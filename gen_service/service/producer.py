@@ -142,7 +142,12 @@ async def make_batch(gen: Generation, datatype: str, phase: str, size: int) -> B
         spec, batch_size=size, contexts=contexts, rng=rng, examples=dtc.few_shot
     )
     seed = rng.randrange(2**31)
-    schema = batch_schema(spec.model, size, max_string_chars=dtc.max_string_chars)
+    schema = batch_schema(
+        spec.model,
+        size,
+        max_string_chars=dtc.max_string_chars,
+        grammar_safe=model_cfg.grammar_safe,
+    )
     runner = RunnerOptions(num_ctx=model_cfg.num_ctx, num_gpu=model_cfg.num_gpu)
     bound = log.bind(datatype=datatype, model=model_cfg.name, phase=phase)
     started = time.perf_counter()
