@@ -51,6 +51,9 @@ def config_text(
     grace_s: float = 10,
     model_quality: str = "qwen3:30b-a3b",
     model_volume: str = "qwen3:8b",
+    num_ctx: int = 8192,
+    num_predict: int = 6000,
+    few_shot: int | None = None,
 ) -> str:
     """A sequential config over the given data types, one phase per type."""
     volume = {"personality_traits", "relationship_scoring"}
@@ -76,11 +79,11 @@ retry_max_s = 0.05
 
 [models.quality]
 name = "{model_quality}"
-num_ctx = 8192
+num_ctx = {num_ctx}
 
 [models.volume]
 name = "{model_volume}"
-num_ctx = 8192
+num_ctx = {num_ctx}
 """
     ]
     for t in types:
@@ -91,10 +94,11 @@ model = "{"volume" if t in volume else "quality"}"
 batch_size = {batch_size}
 temperature = 0.8
 think = {"true" if t == "dramatic_irony" else "false"}
-num_predict = 6000
+num_predict = {num_predict}
 daily_target = {daily}
 total_target = {target}
 """
+            + ("" if few_shot is None else f"few_shot = {few_shot}\n")
         )
     parts.append('\n[schedule]\nmode = "sequential"\nbackfill = true\n')
     for t in types:

@@ -9,7 +9,7 @@ segfault on a grammar llama.cpp refuses) and the service probed a dead backend w
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from gen_service.config import load_config
 from gen_service.service.supervisor import run_service
 
-from ..conftest import ALL_TYPES, LLAMA_SERVER_MODEL, PROMPTS, RunningServer, llama_cpp_server
+from ..conftest import LLAMA_SERVER_MODEL, RunningServer, llama_cpp_server
 
 pytestmark = [pytest.mark.llamacpp, pytest.mark.anyio]
 
@@ -41,55 +41,9 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
         yield running
 
 
-def _config(url: str, db: Path) -> str:
-    """A sequential config over the five types, one accepted sample each, batch size 1, no
-    few-shot examples; max_string_chars and grammar_safe are left at their defaults."""
-    parts = [
-        f"""
-[service]
-db = "{db}"
-prompts_dir = "{PROMPTS}"
-timezone = "UTC"
-log_format = "json"
-
-[backend]
-kind = "openai"
-url = "{url}"
-num_parallel = 1
-request_timeout_s = 300
-max_retries = 2
-retry_initial_s = 0.1
-retry_max_s = 1
-
-[models.tiny]
-name = "{LLAMA_SERVER_MODEL}"
-num_ctx = 4096
-"""
-    ]
-    for name in ALL_TYPES:
-        parts.append(
-            f"""
-[datatypes.{name}]
-model = "tiny"
-batch_size = 1
-temperature = 0.8
-few_shot = 0
-num_predict = 900
-daily_target = 1
-total_target = 1
-"""
-        )
-    parts.append('\n[schedule]\nmode = "sequential"\n')
-    for name in ALL_TYPES:
-        parts.append(
-            f'\n[[schedule.phases]]\nname = "{name}"\nkind = "generate"\ndatatypes = ["{name}"]\n'
-        )
-    return "".join(parts)
-
-
 @pytest.mark.timeout(RUN_BUDGET_S + 180)
 async def test_a_run_on_llama_cpp_server_with_default_schemas_produces_samples(
-    server: RunningServer, tmp_path: Path
+    server: RunningServer, write_config: Callable[..., Path]
 ) -> None:
     """A sequential run over the five types commits accepted samples, no batch fails on the
     backend, and the server is still running at the end.
@@ -98,8 +52,22 @@ async def test_a_run_on_llama_cpp_server_with_default_schemas_produces_samples(
     within ~220 s, after one rejection each for two types), so the test asks for at least one
     accepted sample overall and stops the run after RUN_BUDGET_S; a server crash fails it at
     once, since every later request is refused."""
-    path = tmp_path / "gen-service.toml"
-    path.write_text(_config(server.url, tmp_path / "samples.db"), encoding="utf-8")
+    # One accepted sample per type, batch size 1, no few-shot examples; max_string_chars and
+    # grammar_safe stay at their defaults.
+    path = write_config(
+        kind="openai",
+        url=server.url,
+        target=1,
+        batch_size=1,
+        few_shot=0,
+        num_predict=900,
+        num_ctx=4096,
+        num_parallel=1,
+        max_retries=2,
+        timeout_s=300,
+        model_quality=LLAMA_SERVER_MODEL,
+        model_volume=LLAMA_SERVER_MODEL,
+    )
     cfg = load_config(path)
     with capture_logs() as logs, anyio.move_on_after(RUN_BUDGET_S):
         await run_service(cfg, until_done=True)
