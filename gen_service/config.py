@@ -109,6 +109,7 @@ class ModelConfig(_Section):
     endpoints: tuple[str, ...] = ()  # openai: base URLs (with /v1) that serve this model
     path: Path | None = None  # llamacpp: a GGUF file; None: the embedded default
     tokens_per_s: Annotated[float, Field(gt=0)] | None = None  # for `plan` before measuring
+    grammar_safe: bool = True  # rewrite request schemas so llama.cpp grammars compile them
 
 
 class DatatypeConfig(_Section):

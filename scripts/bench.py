@@ -131,7 +131,8 @@ async def _bare_loop(url: str, samples: int) -> float:
             {"role": "system", "content": prompt.system},
             {"role": "user", "content": prompt.user},
         ],
-        "format": batch_schema(spec.model, BATCH),
+        # As make_batch builds it with the config defaults: capped, grammar-safe.
+        "format": batch_schema(spec.model, BATCH, max_string_chars=2000, grammar_safe=True),
         "stream": False,
         "think": False,
         "options": {"num_ctx": 8192, "temperature": 0.9, "num_predict": 20000},

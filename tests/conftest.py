@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -49,6 +51,9 @@ def config_text(
     grace_s: float = 10,
     model_quality: str = "qwen3:30b-a3b",
     model_volume: str = "qwen3:8b",
+    num_ctx: int = 8192,
+    num_predict: int = 6000,
+    few_shot: int | None = None,
 ) -> str:
     """A sequential config over the given data types, one phase per type."""
     volume = {"personality_traits", "relationship_scoring"}
@@ -74,11 +79,11 @@ retry_max_s = 0.05
 
 [models.quality]
 name = "{model_quality}"
-num_ctx = 8192
+num_ctx = {num_ctx}
 
 [models.volume]
 name = "{model_volume}"
-num_ctx = 8192
+num_ctx = {num_ctx}
 """
     ]
     for t in types:
@@ -89,10 +94,11 @@ model = "{"volume" if t in volume else "quality"}"
 batch_size = {batch_size}
 temperature = 0.8
 think = {"true" if t == "dramatic_irony" else "false"}
-num_predict = 6000
+num_predict = {num_predict}
 daily_target = {daily}
 total_target = {target}
 """
+            + ("" if few_shot is None else f"few_shot = {few_shot}\n")
         )
     parts.append('\n[schedule]\nmode = "sequential"\nbackfill = true\n')
     for t in types:
@@ -150,15 +156,15 @@ def free_port() -> int:
 LLAMA_SERVER_MODEL = "smollm2:135m"
 
 
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``python -m llama_cpp.server`` serving SmolLM2 as smollm2:135m on 127.0.0.1,
-    shared by the openai tests and the backend contract; yields its base URL with /v1."""
+@contextlib.contextmanager
+def llama_cpp_server(log_dir: Path, *, n_ctx: int = 2048) -> Iterator[RunningServer]:
+    """Start a real ``python -m llama_cpp.server`` serving SmolLM2 as smollm2:135m on
+    127.0.0.1; stop it on exit (it may have died already: tests crash it on purpose)."""
     pytest.importorskip("llama_cpp")
     from gen_service.adapters.llamacpp import default_model_path
 
     port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log_path = log_dir / "server.log"
     command = [
         sys.executable,
         "-m",
@@ -172,13 +178,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--port",
         str(port),
         "--n_ctx",
-        "2048",
+        str(n_ctx),
     ]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             _wait_until_serving(process, f"http://127.0.0.1:{port}/v1/models", log_path)
-            yield f"http://127.0.0.1:{port}/v1"
+            yield RunningServer(f"http://127.0.0.1:{port}/v1", process, log_path)
         finally:
             process.terminate()
             try:
@@ -186,6 +192,21 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str  # the base URL with /v1
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``python -m llama_cpp.server`` serving SmolLM2 as smollm2:135m on 127.0.0.1,
+    shared by the openai tests and the backend contract; yields its base URL with /v1."""
+    with llama_cpp_server(tmp_path_factory.mktemp("llama-server")) as server:
+        yield server.url
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:

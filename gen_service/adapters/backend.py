@@ -3,13 +3,21 @@
 Backends translate their transport's failures into :mod:`gen_service.errors` at the edge and
 never retry on their own: retry policy lives in :mod:`gen_service.adapters.retrying`, shared by
 all of them.
+
+What differs between backends is data, not a name to compare: each declares its
+:class:`Capabilities` and words its own fixes (:meth:`Backend.fix_unreachable`,
+:meth:`Backend.fix_missing_model`), and a verb only some of them have is an optional protocol
+reached through a helper (:class:`Puller` through :func:`puller`). Code outside
+``gen_service/adapters`` asks these, never ``backend.kind`` (which is for logs) nor
+``isinstance``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -91,12 +99,52 @@ class BackendHealth:
     detail: str = ""
 
 
+class ModelMemory(enum.Enum):
+    """Whose memory a loaded model takes, and so what the service can check it against."""
+
+    GPU_BUDGET = "gpu_budget"  # this machine's GPU (Ollama): the VRAM budget applies
+    PROCESS_RAM = "process_ram"  # this process's RAM (embedded llama.cpp): reported, not budgeted
+    SERVER = "server"  # the server's own (OpenAI-compatible): nothing to check here
+
+
+class ThinkingSwitch(enum.Enum):
+    """How ``ChatRequest.think`` reaches the model."""
+
+    TOP_LEVEL = "top_level"  # a top-level ``think``, sent only to models listing "thinking"
+    TEMPLATE_KWARGS = "chat_template_kwargs"  # ``enable_thinking`` for the chat template
+    NONE = "none"  # not sent at all
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do and report, declared once by each backend."""
+
+    reports_vram: bool  # loaded() tells how much of each model sits in VRAM
+    memory: ModelMemory
+    can_pull: bool  # implements Puller: fetches models on request
+    loads_explicitly: bool  # load()/unload() change what is resident (not just check a name)
+    thinking: ThinkingSwitch
+
+
 @runtime_checkable
 class Backend(Protocol):
     """An inference server, or an in-process model, that writes JSON under a schema."""
 
-    kind: str
+    kind: str  # "ollama" | "openai" | "llamacpp": for logs and messages, not for decisions
     url: str
+    capabilities: Capabilities
+
+    def canonical_name(self, model: str) -> str:
+        """The name the backend lists ``model`` under (Ollama: "llama3" is "llama3:latest")."""
+        ...
+
+    def fix_unreachable(self) -> str:
+        """What the user does when health() is not ok."""
+        ...
+
+    def fix_missing_model(self, model: str, role: str) -> str:
+        """What the user does when ``model`` (config role ``role``) is not there."""
+        ...
 
     async def chat(self, request: ChatRequest) -> Completion:
         """One non-streaming chat completion; raises BackendError subclasses."""
@@ -129,3 +177,37 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release connections, threads and models."""
         ...
+
+
+class BackendBase:
+    """What the backends share by default: ``async with backend`` closes it, and a model's
+    name is canonical as written."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def canonical_name(self, model: str) -> str:
+        return model
+
+
+@runtime_checkable
+class Puller(Protocol):
+    """A backend that can fetch a model on request (Ollama's /api/pull)."""
+
+    def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:
+        """Progress events ({"status", "digest", "total", "completed"}); the last one says
+        "success". Raises BackendError subclasses."""
+        ...
+
+
+def puller(backend: Backend) -> Puller | None:
+    """``backend`` as a :class:`Puller`, or None where it cannot pull."""
+    if backend.capabilities.can_pull and isinstance(backend, Puller):
+        return backend
+    return None

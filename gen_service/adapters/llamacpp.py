@@ -14,9 +14,10 @@ still in use; with the small models this backend is for, that is seconds.
 
 Schemas are converted to a GBNF grammar here rather than passed as ``response_format``:
 llama-cpp-python silently falls back to "any JSON" when its converter fails on a schema, and a
-lost constraint must be an error, not a surprise in the data. Its converter ignores
-``minimum``/``maximum`` (numeric bounds are the domain checks' job) and supports ``enum``,
-nested objects and ``minItems``/``maxItems``.
+lost constraint must be an error, not a surprise in the data. Every schema is made
+:func:`~gen_service.domain.schema.grammar_safe` first, always: llama.cpp refuses the grammar of
+a long free-text field (the limit is explained there), and the converter ignores
+``minimum``/``maximum``, which the rewrite turns into enums it does enforce.
 """
 
 from __future__ import annotations
@@ -39,20 +40,25 @@ import anyio.to_thread
 import jinja2
 import structlog
 
+from gen_service.adapters._completions import chat_messages, openai_completion
 from gen_service.adapters.backend import (
+    BackendBase,
     BackendHealth,
+    Capabilities,
     ChatRequest,
     Completion,
     LoadedModel,
     ModelInfo,
+    ModelMemory,
     RunnerOptions,
+    ThinkingSwitch,
 )
+from gen_service.domain.schema import grammar_safe
 from gen_service.errors import (
     BackendRejected,
     BackendUnavailable,
     ConfigError,
     ModelNotFound,
-    TruncatedOutput,
 )
 
 DEFAULT_MODEL_NAME = "smollm2:135m"
@@ -112,11 +118,18 @@ class _Resident:
     gpu_layers: int  # layers actually offloaded: 0 on a build without GPU support
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(BackendBase):
     """A Backend that runs GGUF models in this process."""
 
     kind = "llamacpp"
     url = "in-process"
+    capabilities = Capabilities(
+        reports_vram=False,
+        memory=ModelMemory.PROCESS_RAM,
+        can_pull=False,
+        loads_explicitly=True,
+        thinking=ThinkingSwitch.NONE,
+    )
 
     def __init__(
         self,
@@ -141,11 +154,13 @@ class LlamaCppBackend:
             f"LlamaCppBackend(models={sorted(self._paths)!r}, resident={sorted(self._resident)!r})"
         )
 
-    async def __aenter__(self) -> LlamaCppBackend:
-        return self
+    # -- what the service asks instead of the kind ---------------------------------------------
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    def fix_unreachable(self) -> str:
+        return _INSTALL_HINT
+
+    def fix_missing_model(self, model: str, role: str) -> str:
+        return f"point [models.{role}] path at a GGUF file"
 
     def _lock(self, model: str) -> anyio.Lock:
         return self._locks.setdefault(model, anyio.Lock())
@@ -190,14 +205,7 @@ class LlamaCppBackend:
             del self._resident[model]
             await anyio.to_thread.run_sync(_close, resident.llama)
             log.info("model.unloaded", model=model, reason="runner options changed")
-        apath = anyio.Path(path)
-        if not await apath.is_file():
-            raise ConfigError(
-                f"the GGUF file of model {model!r} does not exist: {path}; fix the path in the "
-                "llamacpp backend's models, or download the file there",
-                path=str(path),
-            )
-        size = (await apath.stat()).st_size
+        size = await _gguf_size(model, path)
         gpu_layers = runner.num_gpu or 0
         if not llama_cpp.llama_supports_gpu_offload():
             gpu_layers = 0
@@ -256,9 +264,10 @@ class LlamaCppBackend:
                     "check the roles and their order in the prompt"
                 ) from exc
             total_s = time.perf_counter() - started
-        return _completion(
+        return openai_completion(
             result,
-            request,
+            model=request.model,
+            stopped_at=f"num_predict={request.num_predict} (num_ctx={request.runner.num_ctx})",
             total_s=total_s,
             load_s=load_s,
             prompt_eval_s=prompt_eval_s,
@@ -273,7 +282,7 @@ class LlamaCppBackend:
         grammar = self._grammars.get(key)
         if grammar is None:
             llama_cpp = self._llama_cpp
-            bounded = json.dumps(text_as_patterns(bounds_as_enums(schema)), sort_keys=True)
+            bounded = json.dumps(grammar_safe(schema), sort_keys=True)
             try:
                 grammar = await anyio.to_thread.run_sync(
                     functools.partial(
@@ -295,14 +304,7 @@ class LlamaCppBackend:
 
     async def describe(self, model: str) -> ModelInfo:
         path = await self._path_for(model)
-        apath = anyio.Path(path)
-        if not await apath.is_file():
-            raise ConfigError(
-                f"the GGUF file of model {model!r} does not exist: {path}; fix the path in the "
-                "llamacpp backend's models",
-                path=str(path),
-            )
-        size = (await apath.stat()).st_size
+        size = await _gguf_size(model, path)
         resident = self._resident.get(model)
         metadata: dict[str, str] = dict(resident.llama.metadata) if resident is not None else {}
         family = metadata.get("general.architecture", "")
@@ -392,6 +394,18 @@ def _construct(
         raise BackendUnavailable(f"llama.cpp failed to load {path} ({exc})") from exc
 
 
+async def _gguf_size(model: str, path: Path) -> int:
+    """The size of the model's GGUF file; ConfigError naming the path when it is missing."""
+    apath = anyio.Path(path)
+    if not await apath.is_file():
+        raise ConfigError(
+            f"the GGUF file of model {model!r} does not exist: {path}; fix the path in the "
+            "llamacpp backend's models, or download the file there",
+            path=str(path),
+        )
+    return (await apath.stat()).st_size
+
+
 def _close(llama: Any) -> None:
     close = getattr(llama, "close", None)
     if close is not None:
@@ -404,7 +418,7 @@ def _generate(
     """One chat completion; returns it with the prompt-eval and eval seconds it took."""
     before = _perf(llama_cpp, llama)
     result = llama.create_chat_completion(
-        messages=[{"role": m.role, "content": m.content} for m in request.messages],
+        messages=chat_messages(request.messages),
         grammar=grammar,
         temperature=request.temperature,
         max_tokens=request.num_predict,
@@ -440,40 +454,6 @@ def _generation_error(exc: Exception, request: ChatRequest) -> Exception:
     )
 
 
-def _completion(
-    result: dict[str, Any],
-    request: ChatRequest,
-    *,
-    total_s: float,
-    load_s: float,
-    prompt_eval_s: float,
-    eval_s: float,
-) -> Completion:
-    choice = result["choices"][0]
-    content = str(choice["message"].get("content") or "")
-    usage = result.get("usage") or {}
-    eval_tokens = int(usage.get("completion_tokens") or 0)
-    reason = str(choice.get("finish_reason") or "")
-    if reason == "length":
-        raise TruncatedOutput(
-            f"model {request.model!r} stopped at num_predict={request.num_predict} "
-            f"(num_ctx={request.runner.num_ctx}) after {eval_tokens} tokens; retry with a larger "
-            "num_predict",
-            content=content,
-            tokens=eval_tokens,
-        )
-    return Completion(
-        content=content,
-        done_reason=reason,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        eval_tokens=eval_tokens,
-        total_s=total_s,
-        load_s=load_s,
-        prompt_eval_s=prompt_eval_s,
-        eval_s=eval_s,
-    )
-
-
 def _vram_bytes(resident: _Resident) -> int:
     """The GPU's share of the weights: all of them for n_gpu_layers -1 (or more layers than the
     model has), else in proportion to the offloaded layers."""
@@ -485,63 +465,3 @@ def _vram_bytes(resident: _Resident) -> int:
     if resident.gpu_layers < 0 or not blocks.isdigit() or resident.gpu_layers > int(blocks):
         return resident.size_bytes
     return resident.size_bytes * resident.gpu_layers // (int(blocks) + 1)
-
-
-_MAX_ENUM = 201  # values a bounded number may expand to (0..1 by 0.01 is 101; -1..1 is 201)
-
-
-def bounds_as_enums(schema: Any) -> Any:
-    """A copy of ``schema`` in which small bounded numbers are enums of their allowed values.
-
-    llama.cpp's schema-to-grammar converter ignores ``minimum``/``maximum``, so a model is free
-    to write an OCEAN score of 9.25 that validation then rejects. An enum is something the
-    grammar does enforce: integers become each value in range, numbers the range in steps of
-    0.01 (two decimals, which is all the data types use). Validation still checks the bounds."""
-    if isinstance(schema, list):
-        return [bounds_as_enums(v) for v in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: bounds_as_enums(v) for k, v in schema.items()}
-    kind = out.get("type")
-    low = out.get("minimum", out.get("exclusiveMinimum"))
-    high = out.get("maximum", out.get("exclusiveMaximum"))
-    if kind in ("integer", "number") and "enum" not in out and low is not None and high is not None:
-        step = 1 if kind == "integer" else 0.01
-        count = round((float(high) - float(low)) / step) + 1
-        if 1 <= count <= _MAX_ENUM:
-            values = [round(float(low) + i * step, 2) for i in range(count)]
-            if "exclusiveMinimum" in out:
-                values = values[1:]
-            if "exclusiveMaximum" in out:
-                values = values[:-1]
-            if kind == "integer":
-                values = [int(v) for v in values]
-            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "type"):
-                out.pop(key, None)
-            out["enum"] = values
-    return out
-
-
-# Printable text without a quote, a backslash or a control character: a JSON string body that
-# needs no escapes.
-_TEXT_CHAR = r'[^"\\\x00-\x1f]'
-
-
-def text_as_patterns(schema: Any) -> Any:
-    """A copy of ``schema`` in which free-text strings must start with a letter or digit.
-
-    Under a grammar, a small model happily fills a required string with "{" or ");," (seen
-    with SmolLM2-135M in most dramatic-irony items). Requiring a first letter or digit, within
-    the same length bounds, is enforced by llama.cpp's pattern support; validation is
-    unchanged."""
-    if isinstance(schema, list):
-        return [text_as_patterns(v) for v in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: text_as_patterns(v) for k, v in schema.items()}
-    if out.get("type") == "string" and not {"enum", "const", "pattern", "format"} & set(out):
-        low = max(1, int(out.pop("minLength", 1)))
-        high = int(out.pop("maxLength", 2000))
-        if high >= low:
-            out["pattern"] = f"^[A-Za-z0-9]{_TEXT_CHAR}{{{low - 1},{high - 1}}}$"
-    return out

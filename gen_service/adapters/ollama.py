@@ -15,28 +15,39 @@ from typing import Any
 
 import httpx
 
+from gen_service.adapters._completions import chat_messages, truncated_output
+from gen_service.adapters._http import Failure, HttpServers, Refusal, json_object
 from gen_service.adapters.backend import (
+    BackendBase,
     BackendHealth,
+    Capabilities,
     ChatRequest,
     Completion,
     LoadedModel,
     ModelInfo,
+    ModelMemory,
     RunnerOptions,
+    ThinkingSwitch,
 )
 from gen_service.errors import (
-    BackendDown,
     BackendError,
     BackendRejected,
     BackendUnavailable,
     ModelNotFound,
-    TruncatedOutput,
 )
 
 _NS = 1e-9
 
 
-class OllamaBackend:
+class OllamaBackend(BackendBase):
     kind = "ollama"
+    capabilities = Capabilities(
+        reports_vram=True,
+        memory=ModelMemory.GPU_BUDGET,
+        can_pull=True,
+        loads_explicitly=True,
+        thinking=ThinkingSwitch.TOP_LEVEL,
+    )
 
     def __init__(
         self,
@@ -48,7 +59,7 @@ class OllamaBackend:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._client = httpx.AsyncClient(
+        client = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(request_timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(
@@ -56,17 +67,31 @@ class OllamaBackend:
             ),
             transport=transport,
         )
+        self._http = HttpServers(client, _OllamaWording(self.url))
+        self._client = client
         self._capabilities: dict[str, frozenset[str]] = {}
 
     def __repr__(self) -> str:
         return f"OllamaBackend(url={self.url!r})"
+
+    # -- what the service asks instead of the kind ---------------------------------------------
+
+    def canonical_name(self, model: str) -> str:
+        """Ollama lists "llama3" as "llama3:latest"."""
+        return model if ":" in model else f"{model}:latest"
+
+    def fix_unreachable(self) -> str:
+        return "start it: `ollama serve` (or set [backend] url to where Ollama listens)"
+
+    def fix_missing_model(self, model: str, role: str) -> str:
+        return f"run `ollama pull {model}` (or `gen-service models pull`)"
 
     # -- generation --------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest) -> Completion:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": chat_messages(request.messages),
             "stream": False,
             "options": {
                 **_runner_options(request.runner),
@@ -83,7 +108,9 @@ class OllamaBackend:
         if request.think is not None and await self._supports_thinking(request.model):
             body["think"] = request.think
         started = time.perf_counter()
-        data = await self._post_json("/api/chat", body, model=request.model)
+        data = await self._post_json(
+            "/api/chat", body, model=request.model, constrained=request.schema is not None
+        )
         message = data.get("message") or {}
         completion = Completion(
             content=str(message.get("content") or ""),
@@ -97,12 +124,12 @@ class OllamaBackend:
             eval_s=float(data.get("eval_duration") or 0) * _NS,
         )
         if completion.done_reason == "length":
-            raise TruncatedOutput(
-                f"{request.model} stopped at num_predict={request.num_predict} before the "
-                f"JSON was complete ({completion.eval_tokens} tokens"
-                + (", thinking included)" if completion.thinking else ")"),
-                content=completion.content,
+            raise truncated_output(
+                request.model,
+                stopped_at=f"num_predict={request.num_predict}",
                 tokens=completion.eval_tokens,
+                content=completion.content,
+                note=", thinking included" if completion.thinking else "",
             )
         return completion
 
@@ -121,18 +148,20 @@ class OllamaBackend:
 
     async def health(self) -> BackendHealth:
         try:
-            response = await self._client.get("/api/version", timeout=10.0)
-        except httpx.HTTPError as exc:
-            return BackendHealth(
-                False,
-                detail=f"cannot reach Ollama at {self.url} ({_describe(exc)}); is "
-                "`ollama serve` running there?",
+            response = await self._http.request(
+                "GET", "/api/version", server=self.url, timeouts=10.0
             )
+        except BackendUnavailable as exc:
+            return BackendHealth(False, detail=str(exc))
         if response.status_code != 200:
             return BackendHealth(
                 False, detail=f"{self.url}/api/version answered HTTP {response.status_code}"
             )
-        return BackendHealth(True, version=str(response.json().get("version", "")))
+        try:
+            version = json_object(response, f"Ollama at {self.url}").get("version", "")
+        except BackendUnavailable as exc:
+            return BackendHealth(False, detail=str(exc))
+        return BackendHealth(True, version=str(version))
 
     async def list_models(self) -> list[ModelInfo]:
         data = await self._get_json("/api/tags")
@@ -210,7 +239,7 @@ class OllamaBackend:
             ) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    _raise_for(response, model)
+                    raise self._http.error(response, server=self.url, model=model, message=None)
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
@@ -222,7 +251,9 @@ class OllamaBackend:
                         )
                     yield event
         except httpx.HTTPError as exc:
-            raise _unavailable(self.url, exc) from exc
+            raise self._http.transport_error(
+                exc, method="POST", url="/api/pull", server=self.url, model=None
+            ) from exc
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -230,25 +261,64 @@ class OllamaBackend:
     # -- transport ---------------------------------------------------------------------------
 
     async def _get_json(self, path: str) -> dict[str, Any]:
-        try:
-            response = await self._client.get(path)
-        except httpx.HTTPError as exc:
-            raise _unavailable(self.url, exc) from exc
+        response = await self._http.request("GET", path, server=self.url)
         if response.status_code != 200:
-            _raise_for(response, None)
-        return _json_body(response)
+            raise self._http.error(response, server=self.url, model=None, message=None)
+        return json_object(response, f"Ollama at {self.url}")
 
-    async def _post_json(self, path: str, body: dict[str, Any], *, model: str) -> dict[str, Any]:
-        try:
-            response = await self._client.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise _unavailable(self.url, exc) from exc
+    async def _post_json(
+        self, path: str, body: dict[str, Any], *, model: str, constrained: bool = False
+    ) -> dict[str, Any]:
+        response = await self._http.request(
+            "POST",
+            path,
+            server=self.url,
+            json=body,
+            constrained_model=model if constrained else None,
+        )
         if response.status_code != 200:
-            _raise_for(response, model)
-        data = _json_body(response)
+            raise self._http.error(response, server=self.url, model=model, message=None)
+        data = json_object(response, f"Ollama at {self.url}")
         if "error" in data:  # an error after HTTP 200 (as at the end of a stream)
             raise BackendUnavailable(f"Ollama reported an error: {data['error']}")
         return data
+
+
+class _OllamaWording:
+    """Ollama's words for the errors :mod:`gen_service.adapters._http` decides."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def transport(
+        self, failure: Failure, described: str, *, method: str, url: str, server: str
+    ) -> str:
+        if failure is Failure.REFUSED:
+            return (
+                f"cannot connect to Ollama at {self._url} ({described}); is `ollama serve` running?"
+            )
+        if failure in (Failure.STALLED, Failure.TIMEOUT):
+            return f"Ollama at {self._url} timed out ({described})"
+        return f"the connection to Ollama at {self._url} failed ({described})"
+
+    def refusal(
+        self, refusal: Refusal, said: str, *, status: int, url: str, server: str, model: str | None
+    ) -> str:
+        if refusal is Refusal.MODEL_MISSING:
+            return (
+                f"model {model!r} is not on the Ollama server ({said}). Fix: run `ollama pull "
+                f"{model}` (or `gen-service models pull`)."
+            )
+        if refusal is Refusal.NO_ROUTE:
+            return (
+                f"{url} does not exist (HTTP {said}); [backend] url must be Ollama's base URL, "
+                "e.g. http://127.0.0.1:11434"
+            )
+        if refusal is Refusal.BUSY:
+            return f"Ollama is busy (HTTP {said})"
+        if refusal is Refusal.FAILED:
+            return f"Ollama failed (HTTP {said})"
+        return f"Ollama rejected the request (HTTP {said})"
 
 
 def _runner_options(runner: RunnerOptions) -> dict[str, Any]:
@@ -256,68 +326,3 @@ def _runner_options(runner: RunnerOptions) -> dict[str, Any]:
     if runner.num_gpu is not None:
         options["num_gpu"] = runner.num_gpu
     return options
-
-
-def _json_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise BackendUnavailable(
-            f"Ollama answered HTTP {response.status_code} with a body that is not JSON "
-            f"({response.text[:80]!r})"
-        ) from None
-    if not isinstance(data, dict):
-        raise BackendUnavailable(f"Ollama answered a JSON {type(data).__name__}, not an object")
-    return data
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-        if isinstance(data, dict) and "error" in data:
-            return str(data["error"])
-    except ValueError:
-        pass
-    return response.text[:200] or response.reason_phrase
-
-
-def _raise_for(response: httpx.Response, model: str | None) -> None:
-    status = response.status_code
-    text = _error_text(response)
-    retry_after = _retry_after(response)
-    if status == 404 and model is not None:
-        raise ModelNotFound(
-            f"model {model!r} is not on the Ollama server ({text}). Fix: run `ollama pull "
-            f"{model}` (or `gen-service models pull`).",
-            model=model,
-        )
-    if status in (429, 503):
-        raise BackendUnavailable(
-            f"Ollama is busy (HTTP {status}: {text})", status=status, retry_after=retry_after
-        )
-    if status >= 500:
-        raise BackendUnavailable(f"Ollama failed (HTTP {status}: {text})", status=status)
-    raise BackendRejected(f"Ollama rejected the request (HTTP {status}: {text})", status=status)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _describe(exc: httpx.HTTPError) -> str:
-    name = type(exc).__name__
-    return f"{name}: {exc}" if str(exc) else name
-
-
-def _unavailable(url: str, exc: httpx.HTTPError) -> BackendUnavailable:  # or BackendDown
-    if isinstance(exc, httpx.ConnectError):
-        return BackendDown(
-            f"cannot connect to Ollama at {url} ({_describe(exc)}); is `ollama serve` running?"
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return BackendUnavailable(f"Ollama at {url} timed out ({_describe(exc)})")
-    return BackendUnavailable(f"the connection to Ollama at {url} failed ({_describe(exc)})")

@@ -21,11 +21,14 @@ that matter, and this module learns them per endpoint instead of asking the user
 
 The API key travels only in the client's ``Authorization`` header; it never appears in a repr,
 a log event or an error message (server messages that echo it are redacted).
+
+Which error a failure becomes, and whether it is retried, is decided in
+:mod:`gen_service.adapters._http` (shared with Ollama), including the diagnosis of a server
+that died compiling a request's grammar; this module only words the messages.
 """
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,22 +38,25 @@ import anyio
 import httpx
 import structlog
 
+from gen_service.adapters._completions import as_mapping, chat_messages, openai_completion
+from gen_service.adapters._http import Failure, HttpServers, Refusal, json_object
 from gen_service.adapters.backend import (
+    BackendBase,
     BackendHealth,
+    Capabilities,
     ChatRequest,
     Completion,
     LoadedModel,
     ModelInfo,
+    ModelMemory,
     RunnerOptions,
+    ThinkingSwitch,
 )
 from gen_service.errors import (
-    BackendDown,
     BackendError,
-    BackendRejected,
     BackendUnavailable,
     ConfigError,
     ModelNotFound,
-    TruncatedOutput,
 )
 
 ResponseFormatMode = Literal["auto", "json_schema", "json_object"]
@@ -60,7 +66,6 @@ ResponseFormatMode = Literal["auto", "json_schema", "json_object"]
 # every request that least-in-flight routing hands out.
 _FAILURE_COOLDOWN_S = 5.0
 _HEALTH_READ_TIMEOUT_S = 30.0
-_MAX_MESSAGE_CHARS = 500
 
 log = structlog.get_logger(__name__)
 
@@ -111,10 +116,17 @@ def _normalize_url(url: str, key: str) -> str:
     return base
 
 
-class OpenAIBackend:
+class OpenAIBackend(BackendBase):
     """A Backend over one or more OpenAI-compatible servers."""
 
     kind = "openai"
+    capabilities = Capabilities(
+        reports_vram=False,
+        memory=ModelMemory.SERVER,
+        can_pull=False,
+        loads_explicitly=False,
+        thinking=ThinkingSwitch.TEMPLATE_KWARGS,
+    )
 
     def __init__(
         self,
@@ -151,6 +163,7 @@ class OpenAIBackend:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
             transport=transport,
         )
+        self._http = HttpServers(self._client, _OpenAIWording(self._secret), redact=self._redact)
         self._probe_timeout = httpx.Timeout(
             min(request_timeout_s, _HEALTH_READ_TIMEOUT_S), connect=connect_timeout_s
         )
@@ -162,11 +175,18 @@ class OpenAIBackend:
             f"api_key={key}, response_format={self._mode!r})"
         )
 
-    async def __aenter__(self) -> OpenAIBackend:
-        return self
+    # -- what the service asks instead of the kind ---------------------------------------------
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    def fix_unreachable(self) -> str:
+        return f"start the server at {self.url} (or correct [backend] url)"
+
+    def fix_missing_model(self, model: str, role: str) -> str:
+        return (
+            f"serve {model} at {self.url}, or set [models.{role}] name to a model the server lists"
+        )
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
 
     def _endpoint(self, base: str) -> _Endpoint:
         # One _Endpoint per server URL, shared by every model routed to it, so in-flight
@@ -222,7 +242,13 @@ class OpenAIBackend:
         finally:
             ep.in_flight -= 1
         ep.failed_at = None
-        return _completion(data, request, ep, total_s=time.perf_counter() - started)
+        return openai_completion(
+            data,
+            model=request.model,
+            stopped_at=f"max_tokens={request.num_predict}",
+            where=f" at {ep.base}",
+            total_s=time.perf_counter() - started,
+        )
 
     def _format_for(self, ep: _Endpoint) -> Literal["json_schema", "json_object"]:
         if self._mode != "auto":
@@ -238,15 +264,21 @@ class OpenAIBackend:
             body = _chat_body(request, fmt, send_kwargs)
             url = f"{ep.base}/chat/completions"
             ep.requests_sent += 1
-            response = await self._send("POST", url, ep, json=body)
+            response = await self._http.request(
+                "POST",
+                url,
+                server=ep.base,
+                json=body,
+                constrained_model=request.model if fmt is not None else None,
+            )
             if response.is_success:
                 if fmt is not None and self._mode == "auto" and ep.response_format is None:
                     ep.response_format = fmt
                     log.info("backend.response_format_detected", endpoint=ep.base, mode=fmt)
                 if send_kwargs:
                     ep.template_kwargs = True
-                return _json_object(response, url)
-            message = self._message(response)
+                return json_object(response, url)
+            message = self._http.message(response)
             lowered = message.lower()
             refusable = response.status_code in (400, 422, 500)
             if (
@@ -275,16 +307,16 @@ class OpenAIBackend:
                         refused="json_schema",
                     )
                 continue
-            raise self._error(response, message, ep, request.model)
+            raise self._http.error(response, server=ep.base, model=request.model, message=message)
 
     # -- models ------------------------------------------------------------------------------
 
     async def _served(self, ep: _Endpoint) -> dict[str, ModelInfo]:
         url = f"{ep.base}/models"
-        response = await self._send("GET", url, ep)
+        response = await self._http.request("GET", url, server=ep.base)
         if not response.is_success:
-            raise self._error(response, self._message(response), ep, model=None)
-        data = _json_object(response, url).get("data")
+            raise self._http.error(response, server=ep.base, model=None, message=None)
+        data = json_object(response, url).get("data")
         if not isinstance(data, list):
             raise BackendUnavailable(f"{url} answered without a 'data' list of models")
         return {
@@ -370,14 +402,18 @@ class OpenAIBackend:
     async def _probe(self, ep: _Endpoint) -> BackendHealth:
         timeout = self._probe_timeout
         try:
-            response = await self._client.get(f"{ep.root}/health", timeout=timeout)
+            response = await self._http.request(
+                "GET", f"{ep.root}/health", server=ep.base, timeouts=timeout
+            )
             via = "/health"
             if response.status_code == 404:
                 # llama-cpp-python's server has no /health; its model list proves it is up.
-                response = await self._client.get(f"{ep.base}/models", timeout=timeout)
+                response = await self._http.request(
+                    "GET", f"{ep.base}/models", server=ep.base, timeouts=timeout
+                )
                 via = "/v1/models (the server has no /health)"
             if not response.is_success:
-                message = self._message(response)
+                message = self._http.message(response)
                 hint = (
                     "; set the API key in the environment variable named by backend.api_key_env"
                     if response.status_code in (401, 403)
@@ -387,12 +423,8 @@ class OpenAIBackend:
                     ok=False,
                     detail=f"{ep.base} is not ready ({response.status_code}: {message}){hint}",
                 )
-        except httpx.HTTPError as exc:
-            return BackendHealth(
-                ok=False,
-                detail=f"{ep.base} unreachable ({_describe_transport_error(exc)}); "
-                f"is the server running at {ep.base}?",
-            )
+        except BackendUnavailable as exc:
+            return BackendHealth(ok=False, detail=str(exc))
         version = await self._version(ep)
         return BackendHealth(ok=True, version=version, detail=f"{ep.base} ok via {via}")
 
@@ -408,88 +440,57 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    # -- transport and errors ----------------------------------------------------------------
 
-    async def _send(
-        self, method: str, url: str, ep: _Endpoint, *, json: dict[str, Any] | None = None
-    ) -> httpx.Response:
-        try:
-            return await self._client.request(method, url, json=json)
-        except httpx.HTTPError as exc:
-            # Refused: nothing listens there (the gate pauses producers); anything else is
-            # one request's failure.
-            error_type = BackendDown if isinstance(exc, httpx.ConnectError) else BackendUnavailable
-            raise error_type(
-                f"{method} {url} failed ({_describe_transport_error(exc)}); "
-                f"is the server running at {ep.base}?"
-                + (
-                    " If it is busy, lower backend.num_parallel or raise backend.request_timeout_s."
-                    if isinstance(exc, httpx.ReadTimeout)
-                    else ""
-                )
-            ) from exc
+class _OpenAIWording:
+    """The OpenAI backend's words for the errors :mod:`gen_service.adapters._http` decides."""
 
-    def _message(self, response: httpx.Response) -> str:
-        """The server's own words: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or
-        the body text; the API key is redacted if the server echoed it."""
-        text = _server_message(response)
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text[:_MAX_MESSAGE_CHARS]
+    def __init__(self, secret: str | None) -> None:
+        self._has_key = secret is not None
 
-    def _error(
-        self, response: httpx.Response, message: str, ep: _Endpoint, model: str | None
-    ) -> BackendError:
-        status = response.status_code
-        url = str(response.request.url)
-        said = f"{status}: {message}" if message else str(status)
-        if status in (401, 403):
+    def transport(
+        self, failure: Failure, described: str, *, method: str, url: str, server: str
+    ) -> str:
+        text = f"{method} {url} failed ({described}); is the server running at {server}?"
+        if failure is Failure.STALLED:
+            text += " If it is busy, lower backend.num_parallel or raise backend.request_timeout_s."
+        return text
+
+    def refusal(
+        self, refusal: Refusal, said: str, *, status: int, url: str, server: str, model: str | None
+    ) -> str:
+        if refusal is Refusal.UNAUTHORIZED:
             what = (
                 "the API key was refused"
-                if self._secret
+                if self._has_key
                 else "no API key was sent and the server wants one"
             )
-            return BackendRejected(
-                f"{ep.base} refused the request ({said}): {what}; set the API key in the "
-                "environment variable named by backend.api_key_env",
-                status=status,
+            return (
+                f"{server} refused the request ({said}): {what}; set the API key in the "
+                "environment variable named by backend.api_key_env"
             )
-        lowered = message.lower()
-        if status == 404 and lowered in ("", "not found", "file not found"):
+        if refusal is Refusal.NO_ROUTE:
             # The route itself is missing, not the model: the URL lacks /v1 or is wrong.
-            return BackendRejected(
+            return (
                 f"{url} does not exist ({said}); backend.url and backend.endpoints must be "
-                "the server's OpenAI base URL including /v1, e.g. http://127.0.0.1:8000/v1",
-                status=status,
+                "the server's OpenAI base URL including /v1, e.g. http://127.0.0.1:8000/v1"
             )
-        if model is not None and (
-            status == 404
-            or (status in (400, 422) and "model" in lowered and "not exist" in lowered)
-            or "model_not_found" in lowered
-        ):
-            return ModelNotFound(
-                f"model {model!r} is not served at {ep.base} ({said}); list the served names "
-                f"with GET {ep.base}/models and use one of them",
-                model=model,
+        if refusal is Refusal.MODEL_MISSING:
+            return (
+                f"model {model!r} is not served at {server} ({said}); list the served names "
+                f"with GET {server}/models and use one of them"
             )
-        if status == 500 and "validation error" in lowered and "'body'" in lowered:
+        if refusal is Refusal.MALFORMED:
             # llama-cpp-python's server answers a malformed request with 500 wrapping pydantic's
             # complaint; repeating the request cannot help.
-            return BackendRejected(
-                f"{ep.base} rejected the request body ({said}); the server does not accept "
-                "this request shape, check backend.response_format and the model options",
-                status=status,
+            return (
+                f"{server} rejected the request body ({said}); the server does not accept "
+                "this request shape, check backend.response_format and the model options"
             )
-        if status >= 500 or status in (408, 429):
-            return BackendUnavailable(
-                f"{ep.base} failed the request ({said}); it will be retried",
-                status=status,
-                retry_after=_retry_after(response),
-            )
-        return BackendRejected(
-            f"{ep.base} rejected the request ({said}); fix the request or the server's options "
-            "(for a schema refusal, set backend.response_format to the mode the server supports)",
-            status=status,
+        if refusal in (Refusal.BUSY, Refusal.FAILED):
+            return f"{server} failed the request ({said}); it will be retried"
+        return (
+            f"{server} rejected the request ({said}); fix the request or the server's options "
+            "(for a schema refusal, set backend.response_format to the mode the server supports)"
         )
 
 
@@ -498,7 +499,7 @@ def _chat_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": chat_messages(request.messages),
         "temperature": request.temperature,
         "max_tokens": request.num_predict,
         "stream": False,
@@ -517,41 +518,9 @@ def _chat_body(
     return body
 
 
-def _completion(
-    data: dict[str, Any], request: ChatRequest, ep: _Endpoint, *, total_s: float
-) -> Completion:
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise BackendUnavailable(f"{ep.base}/chat/completions answered without choices")
-    choice = choices[0]
-    message = _mapping(choice.get("message"))
-    content = str(message.get("content") or "")
-    # vLLM's reasoning parsers put the thinking apart: reasoning_content, newer "reasoning".
-    thinking = str(message.get("reasoning_content") or message.get("reasoning") or "")
-    usage = _mapping(data.get("usage"))
-    prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    eval_tokens = int(usage.get("completion_tokens") or 0)
-    reason = str(choice.get("finish_reason") or "")
-    if reason == "length":
-        raise TruncatedOutput(
-            f"model {request.model!r} at {ep.base} stopped at max_tokens={request.num_predict} "
-            f"after {eval_tokens} tokens; retry with a larger num_predict",
-            content=content,
-            tokens=eval_tokens,
-        )
-    return Completion(
-        content=content,
-        done_reason=reason,
-        thinking=thinking,
-        prompt_tokens=prompt_tokens,
-        eval_tokens=eval_tokens,
-        total_s=total_s,
-    )
-
-
 def _model_info(item: dict[str, Any]) -> ModelInfo:
     # vLLM adds max_model_len; llama-server adds meta {size, n_params}. Others give only the id.
-    meta = _mapping(item.get("meta"))
+    meta = as_mapping(item.get("meta"))
     max_len = item.get("max_model_len")
     n_params = meta.get("n_params")
     return ModelInfo(
@@ -563,80 +532,8 @@ def _model_info(item: dict[str, Any]) -> ModelInfo:
     )
 
 
-def _mapping(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _parameter_size(n_params: int) -> str:
     for unit, scale in (("B", 1e9), ("M", 1e6)):
         if n_params >= scale:
             return f"{n_params / scale:.3g}{unit}"
     return str(n_params)
-
-
-def _json_object(response: httpx.Response, url: str) -> dict[str, Any]:
-    try:
-        payload = response.json()
-    except ValueError as exc:
-        raise BackendUnavailable(f"{url} answered {response.status_code} with non-JSON") from exc
-    if not isinstance(payload, dict):
-        raise BackendUnavailable(f"{url} answered with JSON that is not an object")
-    return payload
-
-
-def _server_message(response: httpx.Response) -> str:
-    try:
-        payload = response.json()
-    except ValueError:
-        return response.text.strip()
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        detail = payload.get("detail")
-        if isinstance(detail, list):
-            # FastAPI's 422: [{"loc": [...], "msg": ...}, ...]
-            return "; ".join(
-                f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', '')}"
-                if isinstance(d, dict)
-                else str(d)
-                for d in detail
-            )
-        if detail is not None:
-            return str(detail)
-        if payload.get("message"):
-            return str(payload["message"])
-    return response.text.strip()
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _describe_transport_error(exc: httpx.HTTPError) -> str:
-    kinds: tuple[tuple[type[httpx.HTTPError], str], ...] = (
-        (httpx.ConnectTimeout, "connect timed out"),
-        (httpx.ConnectError, "connection refused or unresolvable"),
-        (httpx.ReadTimeout, "no answer before the request timeout"),
-        (httpx.WriteTimeout, "write timed out"),
-        (httpx.PoolTimeout, "no free connection"),
-        (httpx.RemoteProtocolError, "the server dropped the connection"),
-        (httpx.ReadError, "the connection broke while reading"),
-        (httpx.WriteError, "the connection broke while writing"),
-    )
-    label = next((text for kind, text in kinds if isinstance(exc, kind)), type(exc).__name__)
-    detail = str(exc)
-    return f"{label}: {detail}" if detail else label

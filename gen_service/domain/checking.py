@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from gen_service.domain.content import TextRule, content_problems, text_rules
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext, Pin
+from gen_service.domain.schema import grammar_safe
 
 _FLOAT_SLACK = 0.005  # numbers are compared at two decimals
 
@@ -178,16 +179,24 @@ def request_schema(
     rules: Mapping[str, TextRule],
     *,
     positional: bool = True,
+    grammar_cap: int | None = None,
 ) -> dict[str, Any]:
     """The batch schema ``{"samples": [...]}`` for one request: exactly ``len(briefs)`` items;
     with ``positional`` each item in its own place (``prefixItems``) carrying its brief's
-    pins, else one item schema for all (the pins are then the check's alone)."""
+    pins, else one item schema for all (the pins are then the check's alone). With
+    ``grammar_cap`` each item is made :func:`~gen_service.domain.schema.grammar_safe` with
+    that string cap."""
+
+    def item_for(brief: ItemContext | None) -> dict[str, Any]:
+        schema = item_schema_for(item, rules, brief)
+        return schema if grammar_cap is None else dict(grammar_safe(schema, grammar_cap))
+
     array: dict[str, Any] = {"type": "array", "minItems": len(briefs), "maxItems": len(briefs)}
     if positional:
-        array["prefixItems"] = [item_schema_for(item, rules, b) for b in briefs]
+        array["prefixItems"] = [item_for(b) for b in briefs]
         array["items"] = False
     else:
-        array["items"] = item_schema_for(item, rules, None)
+        array["items"] = item_for(None)
     return {
         "type": "object",
         "properties": {"samples": array},

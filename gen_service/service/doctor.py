@@ -25,7 +25,7 @@ from typing import Literal
 
 import anyio.to_thread
 
-from gen_service.adapters.backend import Backend, ModelInfo
+from gen_service.adapters.backend import Backend, ModelInfo, ModelMemory, ThinkingSwitch
 from gen_service.adapters.gpu import read_gpu
 from gen_service.adapters.store import Store
 from gen_service.config import Config, ModelConfig
@@ -50,7 +50,6 @@ MODELS = "models"
 _CONFIG_CHECKS = frozenset({CONFIG, DATABASE})
 
 _NVIDIA_SMI_TIMEOUT_S = 5.0
-_LLAMACPP_INSTALL = "install the [local] extra: pip install 'gen-service[local]'"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ async def run_doctor(cfg: Config, backend: Backend) -> list[Check]:
             Check(MODELS, True, "not checked: the backend is not reachable", severity="info")
         )
         return checks
-    budget = await _vram_budget_check(cfg)
+    budget = await _vram_budget_check(cfg, backend.capabilities.memory)
     if budget is not None:
         checks.append(budget[0])
     described: dict[str, tuple[Check, ModelInfo | None]] = {}
@@ -88,10 +87,12 @@ async def run_doctor(cfg: Config, backend: Backend) -> list[Check]:
         checks.append(dataclasses.replace(present, name=f"model {role}"))
         if info is None:
             continue  # missing: its capabilities and size are unknown
-        thinking = _thinking_check(cfg, role, info)
+        thinking = _thinking_check(cfg, role, info, backend.capabilities.thinking)
         if thinking is not None:
             checks.append(thinking)
-        memory = _memory_check(cfg, role, model, info, budget[1] if budget else None)
+        memory = _memory_check(
+            cfg, role, model, info, backend.capabilities.memory, budget[1] if budget else None
+        )
         if memory is not None:
             checks.append(memory)
     return checks
@@ -185,13 +186,8 @@ async def _backend_check(backend: Backend) -> Check:
     if health.ok:
         version = f" {health.version}" if health.version else ""
         return Check(BACKEND, True, f"{backend.kind}{version} answers at {backend.url}")
-    fixes = {
-        "ollama": "start it: `ollama serve` (or set [backend] url to where Ollama listens)",
-        "openai": f"start the server at {backend.url} (or correct [backend] url)",
-        "llamacpp": _LLAMACPP_INSTALL,
-    }
     detail = health.detail or f"{backend.kind} at {backend.url} does not answer"
-    return Check(BACKEND, False, detail, fix=fixes.get(backend.kind, fixes["openai"]))
+    return Check(BACKEND, False, detail, fix=backend.fix_unreachable())
 
 
 def _roles_in_use(cfg: Config) -> dict[str, ModelConfig]:
@@ -222,13 +218,8 @@ async def _presence_check(
     try:
         info = await backend.describe(model.name)
     except ModelNotFound as exc:
-        fixes = {
-            "ollama": f"run `ollama pull {model.name}` (or `gen-service models pull`)",
-            "openai": f"serve {model.name} at {backend.url}, or set [models.{role}] name to a "
-            "model the server lists",
-            "llamacpp": f"point [models.{role}] path at a GGUF file",
-        }
-        return Check(name, False, _without_fix(str(exc)), fix=fixes.get(backend.kind, "")), None
+        fix = backend.fix_missing_model(model.name, role)
+        return Check(name, False, _without_fix(str(exc)), fix=fix), None
     except ConfigError as exc:  # llamacpp: the GGUF file named by the config is missing
         return Check(name, False, str(exc), fix=f"correct [models.{role}] path"), None
     except BackendError as exc:
@@ -239,13 +230,15 @@ async def _presence_check(
     return _present_line(role, model, info), info
 
 
-def _thinking_check(cfg: Config, role: str, info: ModelInfo) -> Check | None:
+def _thinking_check(
+    cfg: Config, role: str, info: ModelInfo, switch: ThinkingSwitch
+) -> Check | None:
     thinkers = sorted(n for n, d in cfg.datatypes.items() if d.model == role and d.think)
     if not thinkers:
         return None
     who = ", ".join(thinkers)
     name = f"thinking {role}"
-    if cfg.backend.kind == "openai":
+    if switch is ThinkingSwitch.TEMPLATE_KWARGS:
         return Check(
             name,
             True,
@@ -253,7 +246,8 @@ def _thinking_check(cfg: Config, role: str, info: ModelInfo) -> Check | None:
             "chat template has no such switch ignores it",
             severity="info",
         )
-    if "thinking" in info.capabilities:
+    # A top-level think goes only to models that list the capability; NONE never sends it.
+    if switch is ThinkingSwitch.TOP_LEVEL and "thinking" in info.capabilities:
         return Check(name, True, f"{info.name} can think ({who} set think = true)")
     return Check(
         name,
@@ -264,9 +258,9 @@ def _thinking_check(cfg: Config, role: str, info: ModelInfo) -> Check | None:
     )
 
 
-async def _vram_budget_check(cfg: Config) -> tuple[Check, int | None] | None:
+async def _vram_budget_check(cfg: Config, memory: ModelMemory) -> tuple[Check, int | None] | None:
     """The VRAM budget line and the budget in bytes; None where VRAM does not apply."""
-    if cfg.backend.kind == "openai":
+    if memory is ModelMemory.SERVER:
         return (
             Check(
                 GPU,
@@ -276,7 +270,7 @@ async def _vram_budget_check(cfg: Config) -> tuple[Check, int | None] | None:
             ),
             None,
         )
-    if cfg.backend.kind == "llamacpp":
+    if memory is ModelMemory.PROCESS_RAM:
         return None  # in-process: each model line reports RAM instead
     total = cfg.gpu.vram_gb
     source = "[gpu] vram_gb"
@@ -309,14 +303,19 @@ async def _vram_budget_check(cfg: Config) -> tuple[Check, int | None] | None:
 
 
 def _memory_check(
-    cfg: Config, role: str, model: ModelConfig, info: ModelInfo, budget: int | None
+    cfg: Config,
+    role: str,
+    model: ModelConfig,
+    info: ModelInfo,
+    memory: ModelMemory,
+    budget: int | None,
 ) -> Check | None:
-    """The model's memory against the budget; None for openai servers, whose memory is their
-    own (the gpu line says so once)."""
+    """The model's memory against the budget; None for servers whose memory is their own
+    (the gpu line says so once)."""
     name = f"vram {role}"
-    if cfg.backend.kind == "openai":
+    if memory is ModelMemory.SERVER:
         return None
-    if cfg.backend.kind == "llamacpp":
+    if memory is ModelMemory.PROCESS_RAM:
         # One slot: the embedded backend runs one request at a time per model.
         ram = info.size_bytes + kv_cache_bytes(model.num_ctx, 1)
         return Check(

@@ -1,11 +1,12 @@
 """``gen-service models pull|list`` (SPEC §3, §6).
 
-``pull`` fetches every model the config names through Ollama's ``/api/pull``, one progress bar
-per model; it needs the ollama backend, the only one with a pull API. ``list`` shows what the
+``pull`` fetches every model the config names through the backend's pull verb (Ollama's
+``/api/pull``), one progress bar per model; it needs a backend that can pull
+(:func:`~gen_service.adapters.backend.puller`), which only ollama can. ``list`` shows what the
 backend offers beside what the config asks for: roles, sizes, what is resident now and how much
 of it is on the GPU, and which configured models are missing.
 
-Exit codes: 0 all pulled; 64 (EX_USAGE) the backend is not ollama; 69 (EX_UNAVAILABLE) some
+Exit codes: 0 all pulled; 64 (EX_USAGE) the backend cannot pull; 69 (EX_UNAVAILABLE) some
 pull failed.
 """
 
@@ -19,8 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 from rich.text import Text
 
-from gen_service.adapters.backend import Backend
-from gen_service.adapters.ollama import OllamaBackend
+from gen_service.adapters.backend import Backend, Puller, puller
 from gen_service.config import Config
 from gen_service.domain.vram import gib
 from gen_service.errors import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, BackendDown, BackendError
@@ -35,16 +35,16 @@ NOT_OLLAMA = (
 
 
 async def pull_models(cfg: Config, backend: Backend, console: Console) -> int:
-    """Pull each distinct configured model through ``backend`` (an :class:`OllamaBackend`),
-    showing a progress bar per model; 0 if all succeeded, 69 if any failed, 64 if the backend
-    is not ollama.
+    """Pull each distinct configured model through ``backend``, showing a progress bar per
+    model; 0 if all succeeded, 69 if any failed, 64 if the backend cannot pull.
 
-    ``backend`` is typed as any Backend so that the CLI can hand over whatever the config
-    opened and get the usage message, not a type error, for the other kinds.
+    ``backend`` is any Backend, so that the CLI can hand over whatever the config opened and
+    get the usage message, not a type error, for the kinds that cannot pull.
     """
-    if cfg.backend.kind != "ollama" or not isinstance(backend, OllamaBackend):
+    pulling = puller(backend)
+    if pulling is None:
         console.print(
-            f"{NOT_OLLAMA} (this config uses backend kind {cfg.backend.kind!r}).", markup=False
+            f"{NOT_OLLAMA} (this config uses backend kind {backend.kind!r}).", markup=False
         )
         return EXIT_USAGE
     names = list(dict.fromkeys(m.name for m in cfg.models.values()))
@@ -60,7 +60,7 @@ async def pull_models(cfg: Config, backend: Backend, console: Console) -> int:
         tasks = {name: progress.add_task(name, total=None, status="waiting") for name in names}
         for index, name in enumerate(names):
             try:
-                await _pull_one(backend, name, progress, tasks[name])
+                await _pull_one(pulling, name, progress, tasks[name])
             except BackendError as exc:
                 failures[name] = str(exc)
                 progress.update(tasks[name], status="failed")
@@ -86,7 +86,7 @@ async def pull_models(cfg: Config, backend: Backend, console: Console) -> int:
     return EXIT_OK
 
 
-async def _pull_one(backend: OllamaBackend, name: str, progress: Progress, task: TaskID) -> None:
+async def _pull_one(backend: Puller, name: str, progress: Progress, task: TaskID) -> None:
     """Drive one model's bar from its /api/pull events: total/completed per layer digest, the
     status text otherwise. Raises BackendError when the pull does not end in "success"."""
     layers: dict[str, tuple[int, int]] = {}  # digest -> (total, completed)
@@ -145,7 +145,7 @@ class ModelRow:
 async def list_models(cfg: Config, backend: Backend) -> list[ModelRow]:
     """Configured models first (config order), then the others the backend has, by name;
     raises BackendError when the backend cannot be asked."""
-    key = _ollama_key if cfg.backend.kind == "ollama" else _same_key
+    key = backend.canonical_name
     available = {key(m.name): m for m in await backend.list_models()}
     loaded = {key(m.name): m for m in await backend.loaded()}
     roles: dict[str, list[str]] = {}
@@ -172,15 +172,6 @@ async def list_models(cfg: Config, backend: Backend) -> list[ModelRow]:
             )
         )
     return rows
-
-
-def _ollama_key(name: str) -> str:
-    """Ollama lists "llama3" as "llama3:latest"."""
-    return name if ":" in name else f"{name}:latest"
-
-
-def _same_key(name: str) -> str:
-    return name
 
 
 def render_models(rows: Sequence[ModelRow], console: Console) -> None:

@@ -196,15 +196,22 @@ def plan_batch(
     )
     rules = rules_for(spec, dtc.min_words)
     item = item_schema(spec.model, dtc.max_string_chars)
+    model = gen.cfg.models[dtc.model]
     return BatchPlan(
         datatype=datatype,
         phase=phase,
         spec=spec,
         dtc=dtc,
-        model=gen.cfg.models[dtc.model],
+        model=model,
         contexts=contexts,
         prompt=prompt,
-        schema=request_schema(item, contexts, rules, positional=True),
+        schema=request_schema(
+            item,
+            contexts,
+            rules,
+            positional=True,
+            grammar_cap=dtc.max_string_chars if model.grammar_safe else None,
+        ),
         seed=rng.randrange(2**31),
         rng=rng,
         started_at=gen.clock.now(),

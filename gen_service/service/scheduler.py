@@ -93,9 +93,9 @@ class ModelScheduler:
                 results[i] = Residency(
                     r.model, r.loaded_now, r.load_s, seen.size_bytes, seen.vram_bytes
                 )
-        # Only Ollama reports what share of a model sits in VRAM; elsewhere there is no share
-        # to warn about (llama.cpp here runs on the CPU, OpenAI servers manage their own).
-        reports_vram = self._backend.kind == "ollama"
+        # Only a backend that reports VRAM (Ollama) has a GPU share to warn about; elsewhere
+        # there is none (llama.cpp here runs on the CPU, OpenAI servers manage their own).
+        reports_vram = self._backend.capabilities.reports_vram
         for r in results:
             if r.loaded_now:
                 partial = reports_vram and r.gpu_share < 0.999

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gen_service.adapters.llamacpp import text_as_patterns
+from gen_service.domain.schema import grammar_safe
 from gen_service.testing import FakeConfig, FakeModel, FakeOllama, FaultRates, kv_cache_bytes
 
 USER = [{"role": "user", "content": "Write two samples."}]
@@ -177,8 +177,8 @@ KEYWORDS_SCHEMA: dict[str, Any] = {
             "items": False,
             "maxItems": 2,
         },
-        "text": text_as_patterns({"type": "string", "minLength": 50, "maxLength": 60}),
-        "long": text_as_patterns({"type": "string", "minLength": 200}),
+        "text": grammar_safe({"type": "string", "minLength": 50, "maxLength": 60}),
+        "long": grammar_safe({"type": "string", "minLength": 200}),
     },
 }
 

@@ -13,7 +13,7 @@ from gen_service.testing.fake_ollama._gpu import Gpu
 from gen_service.testing.fake_ollama._judge import is_judge_format, verdict
 from gen_service.testing.fake_ollama._memory import string_literals
 from gen_service.testing.fake_ollama._request import ChatRequest
-from gen_service.testing.fake_ollama._schema import SchemaFaker
+from gen_service.testing.fake_ollama._schema import SchemaFaker, is_number
 from gen_service.testing.fake_ollama._text import WORDS, sentences, tokens
 
 
@@ -89,8 +89,9 @@ def generate(gpu: Gpu, request: ChatRequest, faults: set[str], rng: random.Rando
     )
 
 
-# What varies between requests of one data type: the brief's constants and bounds, the
-# batch size, the lengths; the shape without them says "the same kind of answer".
+# What varies between requests of one data type: the brief's constants and bounds (numeric
+# enums too), the batch size, the lengths; the shape without them says "the same kind of
+# answer".
 _VARYING = frozenset(
     {
         "const",
@@ -115,6 +116,9 @@ def shape_of(schema: Any) -> Any:
     if not isinstance(schema, Mapping):
         return schema
     out = {k: shape_of(v) for k, v in schema.items() if k not in _VARYING}
+    enum = out.get("enum")
+    if isinstance(enum, list) and enum and all(is_number(v) for v in enum):
+        del out["enum"]  # a numeric range written as an enum (grammar-safe schemas)
     prefix = out.pop("prefixItems", None)
     if isinstance(prefix, list) and prefix:
         out["items"] = prefix[0]

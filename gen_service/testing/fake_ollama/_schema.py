@@ -21,7 +21,7 @@ from gen_service.testing.fake_ollama._text import WORDS, iso, words
 _MAX_DEPTH = 8  # schema nesting past which only required properties and minItems are generated
 
 # The grammar-safe text pattern the llama.cpp adapter puts on free-text strings
-# (``adapters/llamacpp.text_as_patterns``): a letter or digit, then m..n characters that need no
+# (``domain/schema.grammar_safe``): a letter or digit, then m..n characters that need no
 # JSON escape. Filler words always fit the character classes, so only the length bounds count.
 _TEXT_PATTERN = re.compile(r'\^\[A-Za-z0-9\]\[\^"\\\\\\x00-\\x1f\]\{(?P<low>\d+),(?P<high>\d*)\}\$')
 
