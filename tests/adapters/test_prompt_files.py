@@ -132,7 +132,7 @@ def test_blank_lines_and_comments_are_ignored(prompts: Path) -> None:
         "// few-shots for tension\n\n" + "\n\n".join(lines) + "\n   \n// end\n", encoding="utf-8"
     )
     library = load_prompt_library(prompts, ["tension_building"])
-    assert len(library.examples_for("tension_building")) == 3
+    assert len(library.examples_for("tension_building")) == len(lines)
 
 
 def test_line_that_is_not_json_names_file_and_line(prompts: Path) -> None:
@@ -158,11 +158,12 @@ def test_example_failing_the_model_names_line_and_field(prompts: Path) -> None:
     """An example with an out-of-range value names the line and the failing field."""
     bad = first_example("emotional_authenticity") | {"emotional_capacity": 14}
     path = prompts / "examples" / "emotional_authenticity.jsonl"
-    path.write_text(path.read_text(encoding="utf-8") + json.dumps(bad) + "\n", encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + json.dumps(bad) + "\n", encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_prompt_library(prompts, ALL)
     message = str(info.value)
-    assert f"{path}:4" in message
+    assert f"{path}:{len(text.splitlines()) + 1}" in message
     assert "emotional_capacity" in message and "less than or equal to 10" in message
 
 

@@ -84,7 +84,7 @@ def test_every_example_validates_and_passes_the_checks(name: str) -> None:
     """Each shipped few-shot example is a valid sample that passes every check of its type."""
     spec = REGISTRY[name]
     loaded = examples(name)
-    assert len(loaded) == 3
+    assert len(loaded) >= 3
     for raw in loaded:
         sample = spec.model.model_validate(raw)
         assert problems(spec, sample) == []
@@ -92,8 +92,8 @@ def test_every_example_validates_and_passes_the_checks(name: str) -> None:
 
 def test_emotional_examples_cover_low_mid_and_high_capacity() -> None:
     """The emotional examples show the memo's edge cases: capacity 2 vs 5 vs 8."""
-    capacities = sorted(e["emotional_capacity"] for e in examples("emotional_authenticity"))
-    assert capacities == [2, 5, 8]
+    capacities = {e["emotional_capacity"] for e in examples("emotional_authenticity")}
+    assert {2, 5, 8} <= capacities
 
 
 # --- schemas -------------------------------------------------------------------------------
