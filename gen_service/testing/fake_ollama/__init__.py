@@ -20,10 +20,15 @@ The simulated GPU:
   recently used first; a model that still does not fit is partially offloaded (``size_vram`` = the
   free VRAM, so ``size_vram < size`` in ``/api/ps``), and ``num_gpu: 0`` keeps it all on the CPU.
   A different ``num_ctx`` or ``num_gpu`` than the resident instance was loaded with reloads it.
-- **Time.** Every simulated duration (load, prompt evaluation, generation, pull) is multiplied by
-  ``time_scale`` before the server sleeps; 0 answers at once. Durations *reported* in responses
-  are the simulated ones (unscaled), so ``eval_count / eval_duration`` is ``tokens_per_s``.
-  ``keep_alive`` expiry and ``stall_s`` run on the real clock.
+- **Time.** Every simulated duration (load, prompt evaluation, decoding, pull) is multiplied by
+  ``time_scale`` before the server waits; 0 answers at once. Durations *reported* in responses
+  are the simulated ones (unscaled). ``keep_alive`` expiry and ``stall_s`` run on the real clock.
+- **Throughput** (SPEC §9.2; see ``_decode``). A model decodes one request alone at its
+  ``tokens_per_s`` (``FakeModel``'s, else ``FakeConfig``'s), slowed by the share of it that does
+  not fit in VRAM; ``k`` requests decoding at once share ``tokens_per_s x k^0.6``, recomputed as
+  they start and finish, so ``eval_count / eval_duration`` is ``tokens_per_s`` only for a request
+  alone (and always at time scale 0). ``FakeStats`` counts decoded tokens (all, per model) and
+  ``limit_tokens``, the integral over the window of the max rate of the model that owns the GPU.
 - **Slots.** Each model has ``num_parallel`` slots; up to ``max_queue`` requests (over all models)
   wait for one, and past that the answer is 503 at once.
 - **Busy fraction.** Per model: slot-seconds spent generating / (``num_parallel`` x seconds the
@@ -43,6 +48,7 @@ Layout (private modules, re-exported here):
 - ``_text``: filler words, token counts, timestamps.
 - ``_request``: the validated chat request, keep_alive parsing, HTTP errors.
 - ``_gpu``: the simulated GPU (residency, VRAM, eviction, slots, queue, tokens, statistics).
+- ``_decode``: decoding shared by a model's requests, and the throughput limit.
 - ``_stats``: ``FakeStats``, ``LoadEvent`` and the live counters.
 - ``_generate``: a chat's completion (content faults, thinking, ``num_predict``).
 - ``_memory``: the generated sample items the judge remembers; ``_judge``: its verdicts.

@@ -29,6 +29,12 @@ class FakeModel:
     family: str = "qwen3"
     capabilities: tuple[str, ...] = ("completion",)
     context_length: int = 40960
+    tokens_per_s: float | None = None
+    """Decode rate of one request alone, all on the GPU; None: ``FakeConfig.tokens_per_s``."""
+
+    def __post_init__(self) -> None:
+        if self.tokens_per_s is not None and self.tokens_per_s <= 0:
+            raise ValueError(f"{self.name}: tokens_per_s must be positive")
 
     @property
     def digest(self) -> str:
@@ -151,6 +157,7 @@ class FakeConfig:
     num_parallel: int = 4
     max_queue: int = 64
     tokens_per_s: float = 40.0
+    """Decode rate of one request alone, for models without their own ``tokens_per_s``."""
     time_scale: float = 0.0
     load_s: float = 5.0
     stall_s: float = 3600.0

@@ -1,4 +1,5 @@
-"""The simulated GPU: residency, VRAM and eviction, slots and the queue, tokens and statistics.
+"""The simulated GPU: residency, VRAM and eviction, slots and the queue, decoding (the arithmetic
+is in ``_decode``), tokens and statistics.
 
 All shared state of a fake lives in one ``Gpu`` under one lock; the HTTP handler threads call
 its methods. ``Lease`` pairs a chat's slot with the resident instance it uses.
@@ -22,6 +23,14 @@ from gen_service.testing.fake_ollama._config import (
     JudgeBehaviour,
     kv_cache_bytes,
     model_details,
+)
+from gen_service.testing.fake_ollama._decode import (
+    SHARING_EXPONENT,
+    Decode,
+    Decoder,
+    ThroughputLimit,
+    count_tokens,
+    offload_factor,
 )
 from gen_service.testing.fake_ollama._memory import SampleMemory
 from gen_service.testing.fake_ollama._request import Abort, ChatRequest
@@ -63,6 +72,10 @@ class Gpu:
         self.waiting = 0
         self.last_content: dict[str, str] = {}
         self.counters = Counters()
+        self.decode_cond = threading.Condition(self.lock)
+        self.decoders: dict[str, Decoder] = {}
+        self.limit = ThroughputLimit(config.time_scale)
+        self.footprints: dict[str, tuple[int, int]] = {}  # (size_vram, size) when last loaded
 
     # ---- lookups
 
@@ -86,15 +99,64 @@ class Gpu:
             counts = self.counters.status_counts
             counts[status] = counts.get(status, 0) + 1
 
-    def count_chat(self, now: float, with_messages: bool) -> None:
+    def count_chat(self, now: float, request: ChatRequest) -> None:
+        """Count a chat; unless it is an unload, its model now owns the GPU (see ``_decode``)."""
         with self.lock:
             self.counters.chat_requests += 1
-            if with_messages and self.counters.since is None:
+            if request.messages and self.counters.since is None:
                 self.counters.since = now
+            if request.messages or request.keep_alive != 0:
+                self._own(request.model, now)
 
     def count_fault(self, name: str) -> None:
         with self.lock:
             self.counters.faults_injected[name] += 1
+
+    # ---- throughput (see _decode)
+
+    def alone_rate(self, model: FakeModel) -> float:
+        """Simulated tokens/s of one request alone, slowed by the model's last offload."""
+        vram, size = self.footprints.get(model.name, (1, 1))
+        return (model.tokens_per_s or self.config.tokens_per_s) * offload_factor(vram, size)
+
+    def _own(self, model: FakeModel, now: float) -> None:
+        rate = self.alone_rate(model) * self.config.num_parallel**SHARING_EXPONENT
+        self.limit.set(model.name, rate, now, self.counters)
+
+    def start_decode(self, model: FakeModel, tokens: int) -> Decode | None:
+        """Start decoding ``tokens`` for a request; None at time scale 0 (nothing takes time)."""
+        scale = self.config.time_scale
+        if scale == 0:
+            return None
+        with self.lock:
+            now = time.monotonic()
+            decoder = self.decoders.setdefault(model.name, Decoder(alone=1.0, last=now))
+            decode = Decode(model.name, tokens, now)
+            decoder.start(decode, now, self.alone_rate(model) / scale, self.counters)
+            return decode
+
+    def wait_decoded(self, decode: Decode, tokens: float, down: threading.Event) -> None:
+        """Block until ``decode`` has produced ``tokens``; ``Abort`` if the server goes down."""
+        decoder = self.decoders[decode.model]
+        with self.decode_cond:
+            while True:
+                if decoder.advance(time.monotonic(), self.counters):
+                    self.decode_cond.notify_all()  # the others speed up: wake them to re-plan
+                if decode.finished is not None or decode.done >= tokens:
+                    return
+                if down.is_set():
+                    raise Abort
+                self.decode_cond.wait(decoder.eta(decode, tokens))
+
+    def end_decode(self, decode: Decode) -> None:
+        with self.decode_cond:
+            self.decoders[decode.model].stop(decode, time.monotonic(), self.counters)
+            self.decode_cond.notify_all()
+
+    def _catch_up(self, now: float) -> None:
+        for decoder in self.decoders.values():
+            decoder.advance(now, self.counters)
+        self.limit.accrue(now, self.counters)
 
     # ---- residency (callers hold the lock)
 
@@ -146,6 +208,9 @@ class Gpu:
             expires_at=None if request.keep_alive is None else now + request.keep_alive,
         )
         self.residents[model.name] = resident
+        self.footprints[model.name] = (size_vram, size)
+        if self.limit.owner == model.name:
+            self._own(model, now)  # its GPU share may have changed
         loads = self.counters.loads
         loads[model.name] = loads.get(model.name, 0) + 1
         self._event("load", model.name, size_vram, now)
@@ -238,6 +303,7 @@ class Gpu:
     def wake_all(self) -> None:
         with self.cond:
             self.cond.notify_all()
+            self.decode_cond.notify_all()
 
     # ---- randomness
 
@@ -274,9 +340,10 @@ class Gpu:
             self.counters.judge_matched += item is not None
             return item
 
-    def add_tokens(self, count: int) -> None:
+    def add_tokens(self, model: str, count: int) -> None:
+        """Tokens decoded at time scale 0, where no decoder simulates them."""
         with self.lock:
-            self.counters.tokens_generated += count
+            count_tokens(model, count, self.counters)
 
     # ---- views
 
@@ -310,6 +377,7 @@ class Gpu:
         with self.lock:
             now = time.monotonic()
             self._reap(now)
+            self._catch_up(now)
             c = self.counters
             resident_s = dict(c.resident_s)
             if c.since is not None:
@@ -338,10 +406,15 @@ class Gpu:
                 tokens_generated=c.tokens_generated,
                 judge_requests=c.judge_requests,
                 judge_matched=c.judge_matched,
+                tokens_by_model=dict(sorted(c.tokens_by_model.items())),
+                limit_tokens=c.limit_tokens,
+                limit_tokens_by_model=dict(sorted(c.limit_tokens_by_model.items())),
+                limit_window_s=c.limit_window_s,
             )
 
     def reset_stats(self) -> None:
         with self.lock:
+            self._catch_up(time.monotonic())  # what came before belongs to the old window
             self.counters = Counters(peak_vram_bytes=self.vram_now())
 
     def set_faults(self, faults: FaultRates) -> None:
@@ -361,18 +434,38 @@ class Lease:
         self.request = request
         self.resident: Resident | None = None
         self.busy_since: float | None = None
+        self.decode: Decode | None = None
         self._ended = False
 
     def claim(self) -> tuple[Resident, bool]:
         self.resident, loaded = self.gpu.claim(self.request)
         return self.resident, loaded
 
+    def start_decode(self, tokens: int) -> None:
+        self.decode = self.gpu.start_decode(self.request.model, tokens)
+
+    def wait_decoded(self, tokens: float, down: threading.Event) -> None:
+        """Wait until ``tokens`` are decoded (at once at time scale 0)."""
+        if self.decode is not None:
+            self.gpu.wait_decoded(self.decode, tokens, down)
+
+    def eval_s(self, tokens: int) -> float:
+        """Simulated decode time of a finished answer of ``tokens``."""
+        decode = self.decode
+        if decode is None or decode.finished is None:
+            return tokens / self.gpu.alone_rate(self.request.model)
+        return (decode.finished - decode.started) / self.gpu.config.time_scale
+
     def end(self, tokens: int = 0) -> None:
+        """Give everything back; ``tokens`` were decoded when no decoder counted them."""
         if self._ended:
             return
         self._ended = True
         gpu = self.gpu
-        gpu.add_tokens(tokens)
+        if self.decode is not None:
+            gpu.end_decode(self.decode)
+        else:
+            gpu.add_tokens(self.request.model.name, tokens)
         if self.resident is not None:
             gpu.release(self.resident, self.request.keep_alive)
         busy = 0.0 if self.busy_since is None else time.monotonic() - self.busy_since

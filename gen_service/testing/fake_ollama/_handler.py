@@ -29,6 +29,7 @@ from gen_service.testing.fake_ollama._config import (
     model_details,
     parameter_count,
 )
+from gen_service.testing.fake_ollama._decode import PREFILL_SPEEDUP
 from gen_service.testing.fake_ollama._generate import Completion, generate
 from gen_service.testing.fake_ollama._gpu import Gpu, Lease
 from gen_service.testing.fake_ollama._request import (
@@ -284,7 +285,7 @@ class Handler(BaseHTTPRequestHandler):
     def _chat(self, raw: bytes) -> None:
         request = parse_chat(self._json_body(raw), self._gpu.find)
         gpu = self._gpu
-        gpu.count_chat(time.monotonic(), bool(request.messages))
+        gpu.count_chat(time.monotonic(), request)
         if not request.messages:
             self._load_or_unload(request)
             return
@@ -348,43 +349,30 @@ class Handler(BaseHTTPRequestHandler):
     def _answer(
         self, request: ChatRequest, completion: Completion, load_s: float, lease: Lease
     ) -> None:
-        """Send the completion; the lease ends just before the final bytes, so a client that
-        reads the answer sees the slot free, the tokens counted and keep_alive 0 applied."""
-        cfg = self._gpu.config
-        prompt_s = completion.prompt_tokens / (cfg.tokens_per_s * 20)
-        eval_s = completion.eval_tokens / cfg.tokens_per_s
-        final = {
-            "model": request.name,
-            "created_at": "",
-            "message": {"role": "assistant", "content": ""},
-            "done_reason": completion.done_reason,
-            "done": True,
-            "total_duration": int((load_s + prompt_s + eval_s) * 1e9) + 250_000,
-            "load_duration": int(load_s * 1e9) + 50_000,
-            "prompt_eval_count": completion.prompt_tokens,
-            "prompt_eval_duration": int(prompt_s * 1e9),
-            "eval_count": completion.eval_tokens,
-            "eval_duration": int(eval_s * 1e9),
-        }
-        self._sleep(prompt_s * cfg.time_scale)
+        """Send the completion as it decodes; the lease ends just before the final bytes, so a
+        client that reads the answer sees the slot free, the tokens counted and keep_alive 0
+        applied."""
+        gpu = self._gpu
+        prompt_s = completion.prompt_tokens / (gpu.alone_rate(request.model) * PREFILL_SPEEDUP)
+        self._sleep(prompt_s * gpu.config.time_scale)
+        lease.start_decode(completion.eval_tokens)
+        down = self._srv.down
         if not request.stream:
-            self._sleep(eval_s * cfg.time_scale)
+            lease.wait_decoded(completion.eval_tokens, down)
             message: dict[str, str] = {"role": "assistant", "content": completion.content}
             if completion.thinking:
                 message["thinking"] = completion.thinking
+            final = self._final(request, completion, load_s, prompt_s, lease)
             final["message"] = message
-            final["created_at"] = iso(time.time())
             lease.end(completion.eval_tokens)
             self._send_json(200, final)
             return
 
         pieces = [("thinking", p) for p in _PIECE.findall(completion.thinking)]
         pieces += [("content", p) for p in _PIECE.findall(completion.content)]
-        start = time.monotonic()
-        step = eval_s * cfg.time_scale / max(1, len(pieces))
         self._begin_stream()
         for i, (kind, piece) in enumerate(pieces):
-            self._sleep(start + (i + 1) * step - time.monotonic())
+            lease.wait_decoded(completion.eval_tokens * (i + 1) / len(pieces), down)
             message = {"role": "assistant", "content": piece if kind == "content" else ""}
             if kind == "thinking":
                 message["thinking"] = piece
@@ -396,10 +384,31 @@ class Handler(BaseHTTPRequestHandler):
                     "done": False,
                 }
             )
-        final["created_at"] = iso(time.time())
+        lease.wait_decoded(completion.eval_tokens, down)
+        final = self._final(request, completion, load_s, prompt_s, lease)
         lease.end(completion.eval_tokens)
         self._stream_line(final)
         self._end_stream()
+
+    @staticmethod
+    def _final(
+        request: ChatRequest, completion: Completion, load_s: float, prompt_s: float, lease: Lease
+    ) -> dict[str, Any]:
+        """The last line of an answer, with the simulated (unscaled) durations."""
+        eval_s = lease.eval_s(completion.eval_tokens)
+        return {
+            "model": request.name,
+            "created_at": iso(time.time()),
+            "message": {"role": "assistant", "content": ""},
+            "done_reason": completion.done_reason,
+            "done": True,
+            "total_duration": int((load_s + prompt_s + eval_s) * 1e9) + 250_000,
+            "load_duration": int(load_s * 1e9) + 50_000,
+            "prompt_eval_count": completion.prompt_tokens,
+            "prompt_eval_duration": int(prompt_s * 1e9),
+            "eval_count": completion.eval_tokens,
+            "eval_duration": int(eval_s * 1e9),
+        }
 
     # ---- control endpoints
 

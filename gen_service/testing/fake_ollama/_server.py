@@ -201,6 +201,6 @@ def serve_forever(config: FakeConfig, host: str = "127.0.0.1", port: int = 11434
         print(
             f"requests={s.requests} chat={s.chat_requests} loads={sum(s.loads.values())}"
             f" peak_vram={s.peak_vram_bytes / 2**30:.2f}GiB busy={s.busy_fraction:.2f}"
-            f" tokens={s.tokens_generated} faults={faults}",
+            f" tokens={s.tokens_generated} limit={s.limit_tokens:.0f} faults={faults}",
             flush=True,
         )

@@ -27,7 +27,15 @@ class LoadEvent:
 
 @dataclass(frozen=True)
 class FakeStats:
-    """What the fake saw since it started or since ``reset_stats``."""
+    """What the fake saw since it started or since ``reset_stats``.
+
+    Throughput (see ``_decode``): ``tokens_generated`` and ``tokens_by_model`` count decoded
+    tokens (thinking included; at time scale > 0 as they are decoded, so a request cut off
+    midway counts what it got); ``limit_tokens`` is the most the GPU could have decoded over
+    the window, ``∫ max_rate(owner(t)) dt`` in simulated time, and ``limit_tokens_by_model``
+    splits it by owner; ``limit_window_s`` is the simulated seconds integrated (time with an
+    owner). ``tokens_generated / limit_tokens`` is the share of the GPU's capacity used.
+    """
 
     requests: int
     chat_requests: int
@@ -43,6 +51,10 @@ class FakeStats:
     tokens_generated: int
     judge_requests: int
     judge_matched: int  # judge requests that quoted a remembered sample item
+    tokens_by_model: dict[str, int]
+    limit_tokens: float
+    limit_tokens_by_model: dict[str, float]
+    limit_window_s: float
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (status codes become string keys)."""
@@ -67,6 +79,10 @@ class Counters:
     tokens_generated: int = 0
     judge_requests: int = 0
     judge_matched: int = 0
+    tokens_by_model: dict[str, int] = field(default_factory=dict)
+    limit_tokens: float = 0.0
+    limit_tokens_by_model: dict[str, float] = field(default_factory=dict)
+    limit_window_s: float = 0.0
     busy_s: dict[str, float] = field(default_factory=dict)
     resident_s: dict[str, float] = field(default_factory=dict)  # closed residency intervals
     since: float | None = None  # monotonic time of the first chat since the last reset
