@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gen_service import __version__
 from gen_service.errors import EXIT_OK, EXIT_USAGE, GenServiceError
@@ -63,6 +63,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the dashboard as JSON")
     p.add_argument("--db", type=Path, default=None, help="read this database (no config needed)")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("validate", help="judge the batches that wait for a verdict, then exit")
+    config_arg(p)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("review", help="flagged batches: list, show, accept or reject (stage 3)")
+    config_arg(p)
+    p.add_argument("--db", type=Path, default=None, help="use this database (no config needed)")
+    review = p.add_subparsers(dest="review_command", metavar="ACTION")
+    r = review.add_parser("list", help="flagged batches waiting for a decision (the default)")
+    r.add_argument("--all", action="store_true", help="also the ones already decided")
+    r = review.add_parser("show", help="a batch: its briefs, samples and judgments")
+    r.add_argument("batch_id", type=int)
+    r.add_argument("--json", action="store_true", help="print it as JSON")
+    for action in ("accept", "reject"):
+        r = review.add_parser(action, help=f"{action} a flagged batch")
+        r.add_argument("batch_id", type=int)
+        r.add_argument("--note", default=None, help="why, stored with the decision")
+    p.set_defaults(func=_cmd_review)
 
     p = sub.add_parser("doctor", help="check config, database, backend, models and VRAM fit")
     config_arg(p)
@@ -185,6 +204,57 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return _run_async(doctor)
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from gen_service.adapters.factory import open_backend
+    from gen_service.config import find_config, load_config
+    from gen_service.logs import configure_logging
+    from gen_service.service.judge import validate_now
+
+    cfg = load_config(find_config(args.config))
+    configure_logging(cfg.service.log_format, cfg.service.log_level)
+
+    async def validate() -> int:
+        async with open_backend(cfg) as backend:
+            result = await validate_now(cfg, backend)
+        mean = sum(result.means) / len(result.means) if result.means else None
+        print(
+            f"judged {result.samples} samples in {result.batches} batches; "
+            f"{result.flagged} flagged"
+            + (f"; mean overall {mean:.2f}" if mean is not None else "")
+            + (f"; {result.failed} could not be judged (see the log)" if result.failed else "")
+        )
+        return EXIT_OK
+
+    return _run_async(validate)
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gen_service.adapters.store.review import open_for_review
+    from gen_service.service.review_cmd import render_decision, render_list, render_show
+
+    if args.db is not None:
+        db = args.db
+    else:
+        from gen_service.config import find_config, load_config
+
+        db = load_config(find_config(args.config), check_prompts=False).service.db
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    conn = open_for_review(db)
+    try:
+        action = args.review_command or "list"
+        if action == "list":
+            return render_list(conn, console, include_reviewed=getattr(args, "all", False))
+        if action == "show":
+            return render_show(conn, args.batch_id, console, as_json=args.json)
+        decision: Literal["accepted", "rejected"] = "accepted" if action == "accept" else "rejected"
+        now = dt.datetime.now(dt.UTC)
+        return render_decision(conn, args.batch_id, decision, args.note, console, now)
+    finally:
+        conn.close()
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -216,12 +286,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(find_config(args.config))
     configure_logging(cfg.service.log_format, cfg.service.log_level)
-    outcome = anyio.run(
-        lambda: run_service(cfg, until_done=args.until_done),
-        backend="asyncio",
-        backend_options={"use_uvloop": _uvloop_available()},
-    )
+    try:
+        outcome = anyio.run(
+            lambda: run_service(cfg, until_done=args.until_done),
+            backend="asyncio",
+            backend_options={"use_uvloop": _uvloop_available()},
+        )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        return report_failure(exc)
     return outcome.exit_code
+
+
+def report_failure(exc: BaseException) -> int:
+    """Log the error that ended a run as ONE event and return its exit code: a known error
+    with its message (which says the fix), an unknown one with its traceback, once. The
+    follow-on errors of the other tasks are not reported."""
+    import structlog
+
+    from gen_service.errors import EXIT_SOFTWARE, primary_error
+
+    log = structlog.get_logger("gen_service")
+    cause = primary_error(exc)
+    if isinstance(cause, GenServiceError):
+        log.error(
+            "service.failed",
+            error=str(cause),
+            error_type=type(cause).__name__,
+            exit_code=cause.exit_code,
+        )
+        return cause.exit_code
+    log.error(
+        "service.crashed",
+        error=f"{type(cause).__name__}: {cause}",
+        exit_code=EXIT_SOFTWARE,
+        exc_info=cause,
+    )
+    return EXIT_SOFTWARE
 
 
 def _uvloop_available() -> bool:
@@ -273,6 +375,7 @@ def _print_status(data: dict[str, Any]) -> None:
         "% total",
         "rejected",
         "duplicates",
+        "flagged",
     ):
         table.add_column(col, justify="right")
     for name, row in data["datatypes"].items():
@@ -286,16 +389,26 @@ def _print_status(data: dict[str, Any]) -> None:
             "-" if pct is None else f"{pct:.1f}",
             f"{row['rejected']:,}",
             f"{row['duplicates']:,}",
+            f"{row['flagged']:,}",
         )
     console.print(table)
     state = "running" if data["service_running"] else "not running"
+    if data.get("paused"):
+        state = f"PAUSED since {data['paused']['since']}: {data['paused']['why']}"
     console.print(
         f"service {state}; phase {data['current_phase'] or '-'}; model "
         f"{data['current_model'] or '-'}; {data['samples_generated']:,} accepted; "
         f"{data['samples_per_hour']:,.0f}/h over the last hour; "
         f"{data['batches_failed']:,} failed batches; "
+        f"quality {_score(data['quality_score_avg'])} over {data['quality']['judged']:,} "
+        f"judged; {data['batches_flagged']:,} flagged, {data['batches_regenerated']:,} "
+        f"regenerated, {data['batches_waiting_review']:,} waiting for review; "
         f"estimated completion {data['estimated_completion'] or '-'}"
     )
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _cmd_fake_ollama(args: argparse.Namespace) -> int:

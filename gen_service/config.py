@@ -53,6 +53,8 @@ class ServiceConfig(_Section):
     shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 60
     metrics_addr: str = ""
     progress: Literal["auto", "on", "off"] = "auto"  # progress bars on a terminal
+    # When the database's disk refuses writes (full, read-only): pause and retry, or exit 74.
+    store_unavailable: Literal["pause", "exit"] = "pause"
 
     @field_validator("timezone")
     @classmethod
@@ -135,6 +137,11 @@ class ValidationConfig(_Section):
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.3
     flag_below: Annotated[float, Field(ge=0, le=1)] = 0.70
     regenerate_flagged: bool = True
+    # A flagged batch is regenerated at most this many times in a chain; past it, it waits for
+    # review and fresh batches fill its place.
+    max_regenerations: Annotated[int, Field(ge=0, le=10)] = 2
+    num_predict: Annotated[int, Field(ge=64, le=131_072)] = 2048  # the verdict's token budget
+    think: bool = False  # Qwen3's thinking for the judge (costs tokens, sent only where supported)
 
 
 class DedupConfig(_Section):
@@ -266,11 +273,6 @@ class Config(_Section):
 NOT_BUILT: dict[tuple[str, str], str] = {
     ("service", "metrics_addr"): "the /metrics and /status endpoint",
     ("service", "progress"): "progress bars for foreground runs",
-    ("validation", "model"): "the judge phase",
-    ("validation", "sample_rate"): "the judge phase",
-    ("validation", "temperature"): "the judge phase",
-    ("validation", "flag_below"): "the judge phase",
-    ("validation", "regenerate_flagged"): "regeneration of flagged batches",
     ("dedup", "threshold"): "near-duplicate detection (only exact copies are caught today)",
     ("models", "tokens_per_s"): "`gen-service plan`",
 }
@@ -305,8 +307,8 @@ def config_warnings(cfg: Config) -> list[str]:
     logged at start-up."""
     warnings: list[str] = []
     for phase in cfg.schedule.phases:
-        if phase.kind != "generate":
-            what = "judging samples" if phase.kind == "validate" else "processing"
+        if phase.kind == "process":
+            what = "processing"
             warnings.append(
                 f"[schedule.phases] {phase.name!r} is a {phase.kind} phase; {what} is not built "
                 "yet, so the phase does nothing"
@@ -315,6 +317,14 @@ def config_warnings(cfg: Config) -> list[str]:
                     if cfg.schedule.mode == "clock" and cfg.schedule.backfill
                     else ""
                 )
+            )
+    if any(p.kind == "validate" for p in cfg.schedule.phases):
+        judge = cfg.models[cfg.validation.model].name
+        same = sorted(d for d, dtc in cfg.datatypes.items() if cfg.models[dtc.model].name == judge)
+        if same:
+            warnings.append(
+                f"[validation] model {judge!r} also writes {', '.join(same)}: a model judging "
+                "its own samples is lenient with its own habits; prefer another model"
             )
     return warnings
 

@@ -101,3 +101,36 @@ class StoreError(GenServiceError):
     """The SQLite store cannot be opened, migrated or written."""
 
     exit_code = EXIT_IOERR
+
+
+class StoreUnavailable(StoreError):
+    """The database's disk refuses writes for now: it is full, read-only or not permitted.
+    The writer keeps what it holds and retries; producers pause meanwhile."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # "full" | "readonly" | "permission" | "io"
+
+
+# Errors a task raises only because another task failed first: never the cause.
+_FOLLOW_ON = ("BrokenResourceError", "ClosedResourceError", "EndOfStream", "CancelledError")
+
+
+def primary_error(exc: BaseException) -> BaseException:
+    """The error that ended a task group: the first of our own errors among the leaves of an
+    exception group, else the first that is not a follow-on (a stream another task closed,
+    a cancellation), else the first leaf."""
+    leaves = list(_leaves(exc))
+    for leaf in leaves:
+        if isinstance(leaf, GenServiceError):
+            return leaf
+    for leaf in leaves:
+        if type(leaf).__name__ not in _FOLLOW_ON:
+            return leaf
+    return leaves[0] if leaves else exc
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]

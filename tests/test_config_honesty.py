@@ -95,6 +95,7 @@ timezone = "UTC"
 log_format = "json"
 log_level = "info"
 shutdown_grace_s = 5
+store_unavailable = "pause"
 metrics_addr = ""
 progress = "auto"
 
@@ -124,12 +125,19 @@ num_gpu = 20
 name = "qwen3:8b"
 num_ctx = 8192
 
+[models.judge]
+name = "qwen3:32b"
+num_ctx = 8192
+
 [validation]
 model = "judge"
 sample_rate = 0.1
 temperature = 0.3
 flag_below = 0.7
 regenerate_flagged = true
+max_regenerations = 2
+num_predict = 1500
+think = false
 
 [dedup]
 threshold = 0.85
@@ -201,6 +209,7 @@ def test_every_accepted_key_is_read_somewhere(
         finally:
             done.set()
             stopper.join()
+        assert main(["validate", "--config", str(path)]) == 0
         assert main(["status", "--config", str(path), "--json"]) == 0
     # The other backends read their own keys when built.
     cfg = load_config(path, check_prompts=False)
@@ -269,10 +278,11 @@ def test_not_built_key_at_its_default_is_accepted(write_config: Callable[..., Pa
     assert cfg.dedup.threshold == 0.85
 
 
-def test_validate_phase_is_a_warning(
+def test_process_phase_is_a_warning(
     write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """check-config says out loud that a validate or process phase does nothing yet."""
+    """check-config says out loud that a process phase does nothing yet; a validate phase,
+    built, is no warning."""
     base = write_config().read_text()
     judge = '[models.judge]\nname = "qwen3:32b"\n\n[models.volume]'
     text = base.replace("[models.volume]", judge) + (
@@ -283,7 +293,7 @@ def test_validate_phase_is_a_warning(
     assert main(["check-config", str(path)]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == "ok"
-    assert "'judge' is a validate phase" in captured.err
+    assert "'judge'" not in captured.err
     assert "'tidy' is a process phase" in captured.err
 
 

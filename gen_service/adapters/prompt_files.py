@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from gen_service.domain.checking import check
 from gen_service.domain.datatypes import DataTypeSpec
 from gen_service.domain.datatypes import get as get_datatype
+from gen_service.domain.judging import JUDGE_SYSTEM, JudgeLibrary, blind_view
 from gen_service.domain.prompts import SYSTEM, PromptLibrary
 from gen_service.errors import ConfigError
 
@@ -54,6 +55,27 @@ def load_prompt_library(prompts_dir: Path, datatypes: Iterable[str]) -> PromptLi
         templates, examples, sources={name: str(path) for name, path in sources.items()}
     )
     library.check_renders(specs)
+    return library
+
+
+JUDGE_DIR = "judge"
+
+
+def load_judge_library(prompts_dir: Path, datatypes: Iterable[str]) -> JudgeLibrary:
+    """Read ``judge/system.j2`` and ``judge/<type>.j2`` for each data type, and check that each
+    renders with a blind view of the type's first few-shot example."""
+    specs = [_spec(name) for name in datatypes]
+    folder = prompts_dir / JUDGE_DIR
+    sources = {JUDGE_SYSTEM: folder / f"{JUDGE_SYSTEM}.j2"}
+    sources.update({spec.name: folder / f"{spec.name}.j2" for spec in specs})
+    templates = {
+        name: _read_text(path, f"prompts/{JUDGE_DIR}/{name}.j2") for name, path in sources.items()
+    }
+    library = JudgeLibrary(templates, sources={n: str(p) for n, p in sources.items()})
+    for spec in specs:
+        example = _load_examples(prompts_dir / "examples" / f"{spec.name}.jsonl", spec)[0]
+        view, _ = blind_view(spec, spec.model.model_validate(example), seed=0)
+        library.render(spec, view)
     return library
 
 

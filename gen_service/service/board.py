@@ -22,6 +22,7 @@ class _Tally:
     duplicates: int = 0
     accepted_today: int = 0
     accepted_cycle: int = 0
+    flagged: int = 0
     batches_ok: int = 0
     batches_failed: int = 0
 
@@ -87,6 +88,24 @@ class ProgressBoard:
             t.batches_ok += 1
         else:
             t.batches_failed += 1
+        self._notify()
+
+    def unaccept(self, datatype: str, day: str, count: int) -> None:
+        """Samples accepted earlier stopped counting (their batch was flagged)."""
+        t = self._tally[datatype]
+        t.accepted = max(0, t.accepted - count)
+        if day == self.day:
+            t.accepted_today = max(0, t.accepted_today - count)
+        t.flagged += count
+        self._notify()
+
+    def resync(self, counts: Mapping[str, TypeCounts]) -> None:
+        """Take the database's counts (another process, e.g. `gen-service validate` or a
+        review, may have changed them); the cycle counts stay."""
+        for name, c in counts.items():
+            t = self._tally[name]
+            t.accepted, t.rejected, t.duplicates = c.accepted, c.rejected, c.duplicates
+            t.accepted_today = c.accepted_today
         self._notify()
 
     def roll_day(self, day: str) -> None:

@@ -16,12 +16,14 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from gen_service.adapters.backend import Backend, ChatRequest, Completion, Message, RunnerOptions
 from gen_service.adapters.retrying import Attempts, RetriesExhausted, RetryPolicy, with_retries
+from gen_service.adapters.store import Store
 from gen_service.config import Config, DatatypeConfig, ModelConfig
 from gen_service.domain.checking import check, request_schema, rules_for
 from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
 from gen_service.domain.dedup import content_hash
+from gen_service.domain.judging import JudgeLibrary
 from gen_service.domain.parsing import ParsedBatch, parse_completion
 from gen_service.domain.prompts import Prompt, PromptLibrary
 from gen_service.domain.records import BatchRecord, SampleRow
@@ -30,7 +32,8 @@ from gen_service.errors import BackendError
 from gen_service.service.board import ProgressBoard, local_day
 from gen_service.service.clock import Clock
 from gen_service.service.gate import BackendGate, GateState
-from gen_service.service.writer import PendingBatch
+from gen_service.service.regeneration import Regeneration, Regenerations
+from gen_service.service.writer import PendingBatch, PendingWrite
 
 log = structlog.get_logger("gen_service.producer")
 
@@ -50,6 +53,9 @@ class Generation:
     rng: random.Random
     gate: BackendGate
     clock: Clock
+    store: Store
+    regenerations: Regenerations
+    judges: JudgeLibrary | None = None  # the judge's prompts, when a validate phase runs
     requests: dict[str, int] = field(default_factory=dict)  # requests planned, per data type
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
@@ -77,7 +83,7 @@ async def produce(
     datatype: str,
     phase: str,
     remaining: Callable[[str], int],
-    batches: MemoryObjectSendStream[PendingBatch],
+    batches: MemoryObjectSendStream[PendingWrite],
     stop: anyio.Event,
 ) -> None:
     """Issue batches for ``datatype`` until ``remaining(datatype)`` is 0, the phase ends
@@ -111,18 +117,21 @@ async def produce(
             if halted():
                 limiter.release_on_behalf_of(token)
                 break
-            size = min(dtc.batch_size, need - in_flight_items)
+            # A flagged batch waiting to be written again goes before fresh briefs.
+            job = await gen.regenerations.take(gen.cfg, datatype)
+            size = len(job.briefs) if job else min(dtc.batch_size, need - in_flight_items)
             in_flight_items += size
 
             async def one(
                 size: int = size,
                 token: object = token,
                 limiter: anyio.CapacityLimiter = limiter,
+                job: Regeneration | None = job,
             ) -> None:
                 nonlocal in_flight_items
                 try:
                     try:
-                        record = await make_batch(gen, datatype, phase, size)
+                        record = await make_batch(gen, datatype, phase, size, job)
                     except Exception as exc:  # a bug must not end a 24/7 run: record it
                         log.exception("batch.crashed")
                         record = crashed_record(gen, datatype, phase, size, exc)
@@ -133,6 +142,8 @@ async def produce(
                     await pending.committed.wait()
                 finally:
                     in_flight_items -= size
+                    if job is not None:
+                        gen.regenerations.release(job.batch_id)
                     gen.board.poke()  # wake the loop: what is in flight changed
 
             tg.start_soon(one, name=f"batch:{datatype}")
@@ -161,16 +172,6 @@ class BatchPlan:
     @property
     def size(self) -> int:
         return len(self.contexts)
-
-
-@dataclass(frozen=True, slots=True)
-class Regeneration:
-    """A flagged batch to write again: its briefs and the judge's recommendations."""
-
-    batch_id: int
-    briefs: list[ItemContext]
-    refinement: str
-    regeneration: int  # the depth the replacement will have (1 for a first replacement)
 
 
 def plan_batch(
@@ -254,9 +255,11 @@ async def send(gen: Generation, plan: BatchPlan) -> Attempts[tuple[Completion, P
     )
 
 
-async def make_batch(gen: Generation, datatype: str, phase: str, size: int) -> BatchRecord:
+async def make_batch(
+    gen: Generation, datatype: str, phase: str, size: int, job: Regeneration | None = None
+) -> BatchRecord:
     """One request (with retries) and its checked rows; failures become a failed record."""
-    plan = plan_batch(gen, datatype, phase, size)
+    plan = plan_batch(gen, datatype, phase, size, job)
     try:
         result = await send(gen, plan)
     except RetriesExhausted as exc:

@@ -18,14 +18,19 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from gen_service.config import Config, ModelConfig, PhaseConfig
 from gen_service.domain.schedule import slot_at
+from gen_service.errors import BackendError
 from gen_service.service.board import local_day
 from gen_service.service.clock import Clock
+from gen_service.service.judge import Judge
 from gen_service.service.producer import Generation, produce
 from gen_service.service.scheduler import ModelScheduler
-from gen_service.service.writer import PendingBatch
+from gen_service.service.writer import PendingVerdicts, PendingWrite
 
 log = structlog.get_logger("gen_service.runner")
 
+IDLE_RESYNC_S = 30.0  # while idle, how often the database's counts are read again
+MAX_JUDGE_STALLS = 3  # judging rounds that only fail before the run gives up (exit 69)
+JUDGE_POLL_S = 60.0  # in a clock validate phase, how often to look for newly due batches
 RESIDENCY_CHECK_S = 30.0  # how often a running phase checks its model is still loaded
 PRELOAD_LEAD_S = 120.0  # how long before a boundary the next model may be preloaded
 
@@ -34,6 +39,10 @@ PRELOAD_LEAD_S = 120.0  # how long before a boundary the next model may be prelo
 class Outcome:
     reason: str  # "done" | "stopped"
     exit_code: int = 0
+
+
+class JudgeStalled(BackendError):
+    """The judge failed on every due batch, round after round: a broken judge setup."""
 
 
 @dataclass(slots=True)
@@ -56,7 +65,7 @@ class ScheduleRunner:
         gen: Generation,
         scheduler: ModelScheduler,
         control: Control,
-        batches: MemoryObjectSendStream[PendingBatch],
+        batches: MemoryObjectSendStream[PendingWrite],
         clock: Clock,
     ) -> None:
         self.gen = gen
@@ -64,6 +73,7 @@ class ScheduleRunner:
         self.control = control
         self.batches = batches
         self.clock = clock
+        self.judge_stalls = 0  # consecutive judging rounds that judged nothing and failed
 
     @property
     def cfg(self) -> Config:
@@ -72,8 +82,8 @@ class ScheduleRunner:
     async def run(self, until_done: bool) -> Outcome:
         while not self.gen.stopping.is_set():
             self.control.fresh()
-            self.gen.board.roll_day(local_day(self.cfg.service.tzinfo(), self.clock.now()))
-            if self.gen.board.all_totals_met():
+            await self._resync()
+            if self.gen.board.all_totals_met() and not await self._judging_pending():
                 if until_done:
                     return Outcome("done")
                 await self._idle_until_targets_change()
@@ -86,14 +96,37 @@ class ScheduleRunner:
                 await self._clock_slot()
         return Outcome("stopped")
 
+    async def _resync(self) -> None:
+        """Roll the day and take the database's counts: another process (`gen-service
+        validate`, a review) may have flagged or restored samples since the last look."""
+        day = local_day(self.cfg.service.tzinfo(), self.clock.now())
+        self.gen.board.roll_day(day)
+        self.gen.board.resync(await self.gen.store.type_counts(day))
+
+    def _judges(self) -> bool:
+        return self.gen.judges is not None and any(
+            p.kind == "validate" for p in self.cfg.schedule.phases
+        )
+
+    async def _judging_pending(self) -> bool:
+        """With a validate phase, samples count as done only once their batch is judged."""
+        if not self._judges():
+            return False
+        return await self.gen.store.unjudged_batches(list(self.cfg.datatypes)) > 0
+
     async def _idle_until_targets_change(self) -> None:
         log.info("schedule.targets_met", note="idle until the config changes (SIGHUP)")
         await self.scheduler.leave_phase("all targets met")
         replan = self.control.replan
+        waited = 0.0
         while self.gen.board.all_totals_met() and not self.gen.stopping.is_set():
             if replan.is_set():
                 return
             await self.gen.board.wait_changed(1.0)
+            waited += 1.0
+            if waited >= IDLE_RESYNC_S:  # a review or an outside judge may reopen a target
+                waited = 0.0
+                await self._resync()
 
     # sequential: phases in listed order, daily targets as per-cycle quotas
 
@@ -102,12 +135,15 @@ class ScheduleRunner:
         for phase in self.cfg.schedule.phases:
             if self.gen.stopping.is_set() or replan.is_set():
                 return
+            if phase.kind == "validate":
+                await self._sequential_validate(phase, replan)
+                continue
             if phase.kind != "generate":
                 log.debug(
                     "phase.skipped",
                     phase=phase.name,
                     kind=phase.kind,
-                    reason="validation and processing arrive in a later release",
+                    reason="processing arrives in a later release",
                 )
                 continue
             todo = [d for d in phase.datatypes if self.gen.board.cycle_remaining(d) > 0]
@@ -117,6 +153,68 @@ class ScheduleRunner:
                 )
                 await self._generate(phase.name, todo, self.gen.board.cycle_remaining, replan)
                 await self.scheduler.leave_phase()
+
+    async def _sequential_validate(self, phase: PhaseConfig, replan: anyio.Event) -> None:
+        """Judge everything due, with the judge model loaded once for the phase."""
+        if not self._judges() or not await self._judging_pending():
+            return
+        await self.scheduler.enter_phase(
+            phase.name, phase.kind, [self._judge_model()], self.cfg.backend.keep_alive
+        )
+        await self._judge(phase.name, replan)
+        await self.scheduler.leave_phase()
+        await self._resync()
+
+    def _judge_model(self) -> ModelConfig:
+        return self.cfg.models[self.cfg.validation.model]
+
+    async def _judge(self, phase: str, stop: anyio.Event) -> None:
+        """One judging round over what is due; its verdicts go through the writer."""
+        assert self.gen.judges is not None
+        async with self.batches.clone() as verdicts:
+
+            async def commit(pending: PendingVerdicts) -> None:
+                await verdicts.send(pending)
+                await pending.committed.wait()
+                if pending.verdict.flagged:
+                    self.gen.regenerations.poke()
+
+            judge = Judge(
+                self.cfg,
+                self.gen.backend,
+                self.gen.store,
+                self.gen.judges,
+                commit,
+                gate=self.gen.gate,
+                limiter=self.gen.limiter(self._judge_model().name),
+            )
+            log.info("phase.judging", phase=phase, due=await judge.due())
+            done = await judge.judge_due(lambda: stop.is_set() or self.gen.stopping.is_set())
+        log.info(
+            "phase.judged",
+            phase=phase,
+            batches=done.batches,
+            samples=done.samples,
+            flagged=done.flagged,
+            failed=done.failed,
+        )
+        if done.failed and not done.batches:
+            self.judge_stalls += 1
+            if self.judge_stalls >= MAX_JUDGE_STALLS:
+                raise JudgeStalled(
+                    f"the judge failed on every due batch {self.judge_stalls} rounds in a row "
+                    "(see the judge.failed events); check the judge model "
+                    f"{self._judge_model().name!r} and its num_ctx / validation.num_predict"
+                )
+        else:
+            self.judge_stalls = 0
+
+    async def _judge_until(self, phase: str, replan: anyio.Event) -> None:
+        """A clock validate phase: judge what is due, look again every JUDGE_POLL_S."""
+        while not replan.is_set() and not self.gen.stopping.is_set():
+            await self._judge(phase, replan)
+            with anyio.move_on_after(JUDGE_POLL_S):
+                await replan.wait()
 
     # clock: the phase at the current local time, until its end
 
@@ -135,7 +233,8 @@ class ScheduleRunner:
             else []
         )
         keep_alive = _minutes_text(slot.end - now, extra_minutes=10)
-        models = self._models(todo)
+        validating = phase is not None and phase.kind == "validate" and self._judges()
+        models = [self._judge_model()] if validating else self._models(todo)
         if not models and self.cfg.schedule.backfill and self.scheduler.current:
             models = [m for m in self._all_models() if m.name in self.scheduler.current]
         await self.scheduler.enter_phase(name, kind, models, keep_alive)
@@ -152,6 +251,8 @@ class ScheduleRunner:
             tg.start_soon(self._preload_before, slot.end, replan)
             if todo:
                 await self._generate(name, todo, self.gen.board.daily_remaining, replan)
+            if validating:
+                await self._judge_until(name, replan)
             if self.cfg.schedule.backfill and not replan.is_set():
                 await self._backfill(name, replan)
             if not replan.is_set() and not self.gen.stopping.is_set():

@@ -3,7 +3,7 @@ models resident, loading each once, and record what the GPU actually holds."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -50,11 +50,14 @@ class ModelScheduler:
         self.loads: dict[str, int] = {}  # loads per model over the run (for tests/metrics)
         self.current: list[str] = []
         self.phase_id: int | None = None
+        # Told of every phase entered (name, models) and left (None, []): the live state.
+        self.on_phase: Callable[[str | None, list[str]], None] = lambda phase, models: None
 
     async def leave_phase(self, note: str | None = None) -> None:
         if self.phase_id is not None:
             await self._store.close_phase(self.phase_id, note)
             self.phase_id = None
+            self.on_phase(None, [])
 
     async def estimate_bytes(self, model: ModelConfig) -> int:
         """Weights plus the KV cache for num_ctx x num_parallel (what Ollama allocates)."""
@@ -86,6 +89,7 @@ class ModelScheduler:
         for model in wanted.values():
             results.append(await self._ensure(model, phase, keep_alive, resident))
         self.current = list(wanted)
+        self.on_phase(phase, self.current)
         after = await self._resident()
         for i, r in enumerate(results):
             seen = after.get(r.model)

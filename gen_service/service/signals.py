@@ -14,10 +14,11 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from gen_service.adapters.prompt_files import load_prompt_library
+from gen_service.adapters.prompt_files import load_judge_library, load_prompt_library
 from gen_service.adapters.store import Store
 from gen_service.adapters.systemd import Notifier
 from gen_service.config import Config, load_config
+from gen_service.domain.judging import JudgeLibrary
 from gen_service.errors import ConfigError
 from gen_service.service.producer import Generation
 from gen_service.service.scheduler import ModelScheduler
@@ -57,6 +58,7 @@ class Reloader:
             library = await anyio.to_thread.run_sync(
                 load_prompt_library, new.service.prompts_dir, list(new.datatypes)
             )
+            judges = await anyio.to_thread.run_sync(load_judges, new)
         except ConfigError as exc:
             log.error(
                 "config.reload_failed",
@@ -75,6 +77,7 @@ class Reloader:
                 )
         self._gen.cfg = new
         self._gen.library = library
+        self._gen.judges = judges
         self._gen.resize_limiters()
         self._gen.board.reconfigure(new)
         self._scheduler.num_parallel = new.backend.num_parallel
@@ -83,6 +86,13 @@ class Reloader:
         log.info("config.reloaded", path=str(old.source), changes=changes)
         self._request_replan()
         return True
+
+
+def load_judges(cfg: Config) -> JudgeLibrary | None:
+    """The judge's prompts when the schedule has a validate phase."""
+    if not any(p.kind == "validate" for p in cfg.schedule.phases):
+        return None
+    return load_judge_library(cfg.service.prompts_dir, list(cfg.datatypes))
 
 
 def target_rows(cfg: Config) -> list[tuple[str, str, int, int]]:

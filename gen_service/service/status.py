@@ -6,11 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from gen_service.adapters.gpu import read_gpu
+from gen_service.adapters.state_file import read_state
 from gen_service.adapters.store import query
 from gen_service.config import Config
+from gen_service.domain.judging import DIMENSIONS
 
 
 def dashboard(
@@ -28,6 +31,7 @@ def dashboard(
             "pct_of_total": r["pct_of_total"],
             "rejected": r["rejected"],
             "duplicates": r["duplicates"],
+            "flagged": r["flagged"],
         }
     if cfg is not None:  # show types in schedule order
         order = {name: i for i, name in enumerate(cfg.datatypes)}
@@ -47,11 +51,30 @@ def dashboard(
         (day_ago,),
     )[0]
     failed = query(conn, "SELECT COUNT(*) AS n FROM batches WHERE status = 'failed'")[0]["n"]
+    quality = query(
+        conn,
+        "SELECT AVG(overall) AS overall, COUNT(*) AS judged, AVG(authenticity) AS authenticity,"
+        " AVG(consistency) AS consistency, AVG(complexity) AS complexity,"
+        " AVG(usability) AS usability FROM judgments",
+    )[0]
+    flagged = query(conn, "SELECT COUNT(*) AS n FROM batches WHERE flagged = 1")[0]["n"]
+    waiting_review = query(
+        conn,
+        "SELECT COUNT(*) AS n FROM batches b WHERE flagged = 1 AND review IS NULL AND NOT EXISTS"
+        " (SELECT 1 FROM batches r WHERE r.replaces = b.id AND r.status = 'ok')",
+    )[0]["n"]
+    regenerated = query(
+        conn, "SELECT COUNT(*) AS n FROM batches WHERE replaces IS NOT NULL AND status = 'ok'"
+    )[0]["n"]
     latest = query(conn, "SELECT model, phase, created_at FROM batches ORDER BY id DESC LIMIT 1")
     run = query(conn, "SELECT * FROM runs ORDER BY id DESC LIMIT 1")
     running = bool(run) and run[0]["status"] == "running" and _alive(run[0]["pid"])
     phases = query(conn, "SELECT phase, model, gpu_share FROM phase_log ORDER BY id DESC LIMIT 1")
     phase = phases[0] if phases and running else None
+    # The present comes from the running service's state file: the phase now, and a pause.
+    live = read_state(Path(_db_path(conn))) if running else None
+    if live is not None and live.get("pid") != run[0]["pid"]:
+        live = None
     gpu = read_gpu() if gpu_probe else None
     per_hour = _rate(last_hour["n"], last_hour["first"], now)
     per_hour_day = _rate(last_day["n"], last_day["first"], now)
@@ -69,20 +92,34 @@ def dashboard(
         "samples_generated": sum(v["accepted"] for v in datatypes.values()),
         "samples_per_hour": round(per_hour, 1),
         "samples_per_hour_24h": round(per_hour_day, 1),
-        "current_model": (phase["model"] if phase and phase["model"] else None)
+        "current_model": (live or {}).get("model")
+        or (phase["model"] if phase and phase["model"] else None)
         or (latest[0]["model"] if latest and running else None),
-        "current_phase": (phase["phase"] if phase else None)
+        "current_phase": (live or {}).get("phase")
+        or (phase["phase"] if phase else None)
         or (latest[0]["phase"] if latest and running else None),
+        "paused": (live or {}).get("paused"),
         # nvidia-smi on this machine, when there is one (the memo's formats).
         "gpu_utilization": f"{gpu.utilization_pct:.0f}%" if gpu else None,
         "vram_usage": f"{gpu.used_gb:.1f} / {gpu.total_gb:.0f} GB" if gpu else None,
         "gpu_share_of_model": phase["gpu_share"] if phase else None,
         "estimated_completion": eta,
-        "quality_score_avg": None,  # filled once the judge has scored samples
+        "quality_score_avg": _round(quality["overall"]),
+        "quality": {
+            "judged": quality["judged"],
+            **{d: _round(quality[d]) for d in DIMENSIONS},
+        },
         "batches_failed": failed,
+        "batches_flagged": flagged,
+        "batches_regenerated": regenerated,
+        "batches_waiting_review": waiting_review,
         "samples_remaining": remaining,
         "datatypes": datatypes,
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
 
 
 def _rate(count: int, first: str | None, now: dt.datetime) -> float:

@@ -8,6 +8,7 @@ The other two rooms: :mod:`gen_service.service.signals` (SIGHUP reload, SIGTERM 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import anyio
 import structlog
@@ -17,19 +18,23 @@ from gen_service.adapters.backend import Backend
 from gen_service.adapters.factory import open_backend
 from gen_service.adapters.gpu import vram_budget_bytes
 from gen_service.adapters.prompt_files import load_prompt_library
+from gen_service.adapters.state_file import StateFile
 from gen_service.adapters.store import Store
 from gen_service.adapters.systemd import Notifier, watchdog_loop
 from gen_service.config import Config, config_warnings
+from gen_service.domain.judging import JudgeLibrary
 from gen_service.domain.prompts import PromptLibrary
 from gen_service.errors import BackendUnavailable
 from gen_service.service.board import ProgressBoard, local_day
 from gen_service.service.clock import Clock, SystemClock
 from gen_service.service.gate import BackendGate
+from gen_service.service.live import LiveState
 from gen_service.service.producer import Generation
+from gen_service.service.regeneration import Regenerations
 from gen_service.service.runner import Control, Outcome, ScheduleRunner
 from gen_service.service.scheduler import ModelScheduler
-from gen_service.service.signals import Reloader, target_rows, watch_signals
-from gen_service.service.writer import PendingBatch, write_batches
+from gen_service.service.signals import Reloader, load_judges, target_rows, watch_signals
+from gen_service.service.writer import PendingWrite, WriteContext, write_batches
 
 log = structlog.get_logger("gen_service.supervisor")
 
@@ -47,6 +52,7 @@ async def run_service(
     clock = clock or SystemClock()
     notifier = notifier or Notifier()
     library = load_prompt_library(cfg.service.prompts_dir, list(cfg.datatypes))
+    judges = load_judges(cfg)
     async with open_backend(cfg) as backend:
         await preflight(cfg, backend)
         async with Store.open(cfg.service.db, now=clock.now) as store:
@@ -56,7 +62,7 @@ async def run_service(
             # Every event of this run carries its id (structlog's contextvars).
             with structlog.contextvars.bound_contextvars(run_id=run.run_id):
                 return await _supervise(
-                    cfg, backend, store, run.run_id, library, until_done, clock, notifier
+                    cfg, backend, store, run.run_id, library, judges, until_done, clock, notifier
                 )
 
 
@@ -66,6 +72,7 @@ async def _supervise(
     store: Store,
     run_id: int,
     library: PromptLibrary,
+    judges: JudgeLibrary | None,
     until_done: bool,
     clock: Clock,
     notifier: Notifier,
@@ -86,6 +93,9 @@ async def _supervise(
             backend, initial_s=cfg.backend.retry_initial_s, max_s=cfg.backend.retry_max_s
         ),
         clock=clock,
+        store=store,
+        regenerations=Regenerations(store),
+        judges=judges,
     )
     scheduler = ModelScheduler(
         backend,
@@ -94,9 +104,12 @@ async def _supervise(
         budget_bytes=vram_budget_bytes(cfg.gpu.vram_gb, cfg.gpu.reserve_gb),
         num_parallel=cfg.backend.num_parallel,
     )
+    live = LiveState(open_state_file(cfg.service.db), notifier, clock, run_id)
+    gen.gate.on_change = live.gate_changed
+    scheduler.on_phase = live.set_phase
     control = Control()
     # Bounded: producers wait when the writer falls behind; memory stays flat.
-    batches_tx, batches_rx = anyio.create_memory_object_stream[PendingBatch](
+    batches_tx, batches_rx = anyio.create_memory_object_stream[PendingWrite](
         max_buffer_size=cfg.backend.num_parallel * 2
     )
     outcome = Outcome("stopped")
@@ -117,7 +130,17 @@ async def _supervise(
     try:
         async with anyio.create_task_group() as tg:
             gen.gate.attach(tg)
-            await tg.start(write_batches, store, run_id, batches_rx, board, tz)
+            writes = WriteContext(
+                store,
+                run_id,
+                board,
+                tz,
+                gate=gen.gate,
+                on_unavailable=cfg.service.store_unavailable,
+                stopping=gen.stopping,
+                grace_s=cfg.service.shutdown_grace_s,
+            )
+            await tg.start(write_batches, writes, batches_rx)
             work = anyio.CancelScope()
             signals = anyio.CancelScope()
             reloader = Reloader(gen, store, scheduler, control.request_replan, notifier)
@@ -125,6 +148,7 @@ async def _supervise(
             # Pings come from the event loop itself: a blocked loop stops them and systemd
             # restarts the service.
             tg.start_soon(watchdog_loop, notifier)
+            tg.start_soon(live.heartbeat)
             notifier.ready(f"running {cfg.schedule.mode} schedule, run {run_id}")
             with work:
                 async with batches_tx:
@@ -139,8 +163,21 @@ async def _supervise(
             await store.finish_run(run_id, status)
     counts = {d: board.tally(d).accepted for d in gen.cfg.generate_datatypes()}
     log.info("service.stopped", reason=outcome.reason, accepted=counts)
+    live.close()
     notifier.close()
     return outcome
+
+
+def open_state_file(db: Path) -> StateFile | None:
+    """The state file beside the database; without it (an unwritable folder) status still
+    works from the database, so this is a warning, not an error."""
+    state = StateFile(db)
+    try:
+        state.open()
+    except OSError as exc:
+        log.warning("state.unavailable", path=str(state.path), error=str(exc))
+        return None
+    return state
 
 
 async def preflight(cfg: Config, backend: Backend) -> None:
@@ -149,7 +186,10 @@ async def preflight(cfg: Config, backend: Backend) -> None:
     if not health.ok:
         raise BackendUnavailable(health.detail or f"the backend at {backend.url} is down")
     log.info("backend.ready", kind=backend.kind, url=backend.url, version=health.version)
-    for role in sorted({cfg.datatypes[d].model for d in cfg.generate_datatypes()}):
+    roles = {cfg.datatypes[d].model for d in cfg.generate_datatypes()}
+    if any(p.kind == "validate" for p in cfg.schedule.phases):
+        roles.add(cfg.validation.model)
+    for role in sorted(roles):
         info = await backend.describe(cfg.models[role].name)
         log.info(
             "model.described",

@@ -1,9 +1,17 @@
-"""The one writer: every batch is committed by this task, in one transaction each."""
+"""The one writer: every write of the running service is committed by this task, one
+transaction per write, in the order the writes arrive.
+
+A write is a :class:`PendingWrite`: a batch of samples from a producer, or the judge's verdicts
+on a batch. Each says what it commits and what it changes on the progress board; its
+``committed`` event is set once it is in the database, so a producer counts its items as in
+flight until then and never overshoots a target."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import anyio
 import structlog
@@ -11,59 +19,180 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from gen_service.adapters.store import Store
+from gen_service.adapters.store.core import free_bytes
+from gen_service.adapters.store.quality import JudgmentRow
+from gen_service.domain.judging import BatchVerdict
 from gen_service.domain.records import BatchRecord
+from gen_service.errors import StoreUnavailable
 from gen_service.service.board import ProgressBoard
+from gen_service.service.gate import STORE, BackendGate
 
 log = structlog.get_logger("gen_service.writer")
+
+RETRY_INITIAL_S = 1.0  # first wait before committing again to a disk that refused
+RETRY_MAX_S = 30.0
+REPORT_EVERY_S = 60.0  # store.unavailable is logged once a minute while it lasts
+
+
+@dataclass(slots=True)
+class WriteContext:
+    """What every write may touch, and how to behave when the disk refuses writes."""
+
+    store: Store
+    run_id: int
+    board: ProgressBoard
+    tz: dt.tzinfo
+    gate: BackendGate | None = None  # closed while the database refuses writes
+    on_unavailable: Literal["pause", "exit"] = "pause"
+    stopping: anyio.Event | None = None  # the service drains: stop waiting after grace_s
+    grace_s: float = 60.0
+
+
+class PendingWrite(Protocol):
+    committed: anyio.Event
+
+    async def commit(self, ctx: WriteContext) -> None:
+        """Commit in one transaction, then update the board and log one event."""
+        ...
 
 
 @dataclass(slots=True)
 class PendingBatch:
-    """A batch on its way to the writer; ``committed`` is set once it is in the database, so
-    the producer counts its items as in flight until then and never overshoots a target."""
+    """A producer's batch on its way to the database."""
 
     record: BatchRecord
     committed: anyio.Event = field(default_factory=anyio.Event)
 
+    async def commit(self, ctx: WriteContext) -> None:
+        batch = self.record
+        result = await ctx.store.commit_batch(ctx.run_id, batch)
+        new_day = ctx.board.day != batch.day
+        ctx.board.record(batch.datatype, batch.day, result, batch.status == "ok")
+        if new_day:  # the UTC offset may have changed (DST) with the day
+            await ctx.store.refresh_day(ctx.tz)
+        log.info(
+            "batch.committed",
+            batch_id=result.batch_id,
+            datatype=batch.datatype,
+            model=batch.model,
+            phase=batch.phase,
+            status=batch.status,
+            requested=batch.requested,
+            accepted=result.accepted,
+            rejected=result.rejected,
+            duplicates=result.duplicates,
+            attempts=batch.attempts,
+            prompt_tokens=batch.prompt_tokens,
+            eval_tokens=batch.eval_tokens,
+            latency_s=round(batch.latency_s, 3),
+            replaces=batch.replaces,
+            error=batch.error,
+        )
+
+
+@dataclass(slots=True)
+class PendingVerdicts:
+    """The judge's verdicts on one batch, and whether the batch is flagged."""
+
+    batch_id: int
+    datatype: str
+    judgments: list[JudgmentRow]
+    verdict: BatchVerdict
+    day: str
+    committed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def commit(self, ctx: WriteContext) -> None:
+        await commit_verdicts(ctx.store, self, ctx.board)
+
+
+async def commit_verdicts(
+    store: Store, verdicts: PendingVerdicts, board: ProgressBoard | None = None
+) -> None:
+    """Store one batch's verdicts (also used by ``gen-service validate``, which has no
+    writer task); a flagged batch's samples stop counting on the board too."""
+    v = verdicts.verdict
+    outcome = await store.commit_judgments(
+        verdicts.batch_id,
+        verdicts.judgments,
+        mean=v.mean,
+        flagged=v.flagged,
+        reason=v.reason,
+        day=verdicts.day,
+    )
+    if board is not None and outcome.flagged_samples:
+        board.unaccept(outcome.datatype, outcome.day, outcome.flagged_samples)
+    (log.warning if v.flagged else log.info)(
+        "batch.judged",
+        batch_id=verdicts.batch_id,
+        datatype=verdicts.datatype,
+        judged=len(verdicts.judgments),
+        mean=v.mean,
+        flagged=v.flagged,
+        reason=v.reason,
+        samples_flagged=outcome.flagged_samples,
+    )
+
 
 async def write_batches(
-    store: Store,
-    run_id: int,
-    batches: MemoryObjectReceiveStream[PendingBatch],
-    board: ProgressBoard,
-    tz: dt.tzinfo,
+    ctx: WriteContext,
+    writes: MemoryObjectReceiveStream[PendingWrite],
     *,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Commit batches until every sender has closed; then return.
+    """Commit writes until every sender has closed; then return.
 
     Runs shielded from cancellation so that what reached the queue is committed even while the
     supervisor is being cancelled (the queue is bounded, so this ends quickly)."""
     task_status.started()
     with anyio.CancelScope(shield=True):
-        async with batches:
-            async for pending in batches:
-                batch = pending.record
-                result = await store.commit_batch(run_id, batch)
-                new_day = board.day != batch.day
-                board.record(batch.datatype, batch.day, result, batch.status == "ok")
-                if new_day:  # the UTC offset may have changed (DST) with the day
-                    await store.refresh_day(tz)
-                log.info(
-                    "batch.committed",
-                    batch_id=result.batch_id,
-                    datatype=batch.datatype,
-                    model=batch.model,
-                    phase=batch.phase,
-                    status=batch.status,
-                    requested=batch.requested,
-                    accepted=result.accepted,
-                    rejected=result.rejected,
-                    duplicates=result.duplicates,
-                    attempts=batch.attempts,
-                    prompt_tokens=batch.prompt_tokens,
-                    eval_tokens=batch.eval_tokens,
-                    latency_s=round(batch.latency_s, 3),
-                    error=batch.error,
-                )
+        async with writes:
+            async for pending in writes:
+                await _commit(ctx, pending, writes)
                 pending.committed.set()
+
+
+async def _commit(
+    ctx: WriteContext, pending: PendingWrite, queue: MemoryObjectReceiveStream[PendingWrite]
+) -> None:
+    """Commit one write. While the disk refuses writes (StoreUnavailable), hold it, close the
+    gate so producers pause, say so once a minute, and retry with capped backoff; on success
+    reopen the gate. With ``on_unavailable = "exit"``, or when a drain outlasts its grace, the
+    error ends the service (exit 74) instead."""
+    paused_at: float | None = None
+    reported = -float("inf")
+    delay = RETRY_INITIAL_S
+    while True:
+        try:
+            await pending.commit(ctx)
+        except StoreUnavailable as exc:
+            if ctx.on_unavailable == "exit" or ctx.gate is None:
+                raise
+            now = time.monotonic()
+            if paused_at is None:
+                paused_at = now
+                ctx.gate.close(STORE, f"the database refuses writes ({exc.reason}): {exc}")
+            if now - reported >= REPORT_EVERY_S:
+                reported = now
+                log.error(
+                    "store.unavailable",
+                    path=str(ctx.store.path),
+                    reason=exc.reason,
+                    free_bytes=free_bytes(ctx.store.path),
+                    held_writes=1 + queue.statistics().current_buffer_used,
+                    error=str(exc),
+                )
+            draining = ctx.stopping is not None and ctx.stopping.is_set()
+            if draining and now - paused_at >= ctx.grace_s:
+                log.error(
+                    "store.unavailable_at_shutdown",
+                    lost_writes=1 + queue.statistics().current_buffer_used,
+                    note="these batches were never committed",
+                )
+                raise
+            await anyio.sleep(delay)
+            delay = min(RETRY_MAX_S, delay * 2)
+            continue
+        if paused_at is not None and ctx.gate is not None:
+            log.info("store.recovered", paused_s=round(time.monotonic() - paused_at, 1))
+            ctx.gate.reopen(STORE)
+        return

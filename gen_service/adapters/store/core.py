@@ -8,9 +8,11 @@ survives kill -9 and power loss. Counters per (data type, day) are kept by trigg
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -22,9 +24,10 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from gen_service.adapters.store.quality import QualityQueries
 from gen_service.adapters.store.schema import MIGRATIONS, SCHEMA_VERSION
 from gen_service.domain.records import BatchRecord, CommitResult
-from gen_service.errors import StoreError
+from gen_service.errors import StoreError, StoreUnavailable
 
 
 def _system_now() -> dt.datetime:
@@ -56,7 +59,7 @@ class RunInfo:
     started_at: str
 
 
-class Store:
+class Store(QualityQueries):
     """Async access for the service. Exactly one writer task uses the write methods."""
 
     def __init__(
@@ -279,28 +282,82 @@ class Store:
                 await cur.close()
                 return cur
             except sqlite3.Error as exc:
-                raise StoreError(f"database {self.path}: {exc}") from exc
+                raise store_error(exc, self.path, "a write failed") from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
+        """One transaction under the store's lock. Any failure, the COMMIT's included, rolls
+        it back (so the connection is clean for a retry) and becomes a StoreError, or a
+        StoreUnavailable when the disk refuses writes."""
         async with self._lock:
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(
-                    f"database {self.path}: cannot begin a transaction: {exc}"
-                ) from exc
+                raise store_error(exc, self.path, "cannot begin a transaction") from exc
             try:
                 yield
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._conn.execute("ROLLBACK")
-                raise
-            try:
                 with anyio.CancelScope(shield=True):
                     await self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"database {self.path}: commit failed: {exc}") from exc
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise store_error(exc, self.path, "a transaction failed") from exc
+                raise
+
+    async def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            # SQLite may have rolled back by itself (it does on SQLITE_FULL and I/O errors).
+            with contextlib.suppress(sqlite3.Error):
+                await self._conn.execute("ROLLBACK")
+
+
+# SQLite's error names (Python 3.11 sqlite3 exceptions carry them) for a disk that refuses
+# writes now but may accept them later: full, read-only, not permitted, failing I/O.
+_UNAVAILABLE: tuple[tuple[str, str], ...] = (
+    ("SQLITE_FULL", "full"),
+    ("SQLITE_READONLY", "readonly"),
+    ("SQLITE_CANTOPEN", "permission"),
+    ("SQLITE_PERM", "permission"),
+    ("SQLITE_AUTH", "permission"),
+    ("SQLITE_IOERR", "io"),
+)
+_FIXES = {
+    "full": "free space on that filesystem (or move [service].db to a bigger one)",
+    "readonly": "make the filesystem or the file writable again (remount read-write, fix the "
+    "file's mode)",
+    "permission": "give the service's user write access to the file and its folder",
+    "io": "check the disk (dmesg, SMART); a failing disk loses data",
+}
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the filesystem holding ``path`` (None when it cannot be read)."""
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return None
+
+
+def store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
+    """Our error for a SQLite failure: StoreUnavailable (with the fix) when the disk refuses
+    writes, StoreError otherwise."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc).lower()
+    reason = next((r for prefix, r in _UNAVAILABLE if name.startswith(prefix)), None)
+    if reason is None and "disk is full" in text:
+        reason = "full"
+    if reason is None and "readonly" in text:
+        reason = "readonly"
+    if reason is None:
+        return StoreError(f"database {path}: {doing}: {exc}")
+    free = free_bytes(path)
+    space = f"; {free:,} bytes free there" if free is not None else ""
+    return StoreUnavailable(
+        f"database {path}: {doing}: {exc}{space}. Fix: {_FIXES[reason]}; the service holds "
+        "what it has not committed and goes on when writes succeed again",
+        reason=reason,
+    )
 
 
 async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
