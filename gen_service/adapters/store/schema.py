@@ -309,6 +309,21 @@ MIGRATIONS: tuple[str, ...] = (
     FROM judgments j
     GROUP BY j.datatype, j.day;
     """,
+    # 3: near-duplicates and clusters. Every accepted sample's MinHash signature is kept, so
+    # the index is rebuilt at start; a near-copy points at what it copies (duplicate_of); every
+    # accepted sample belongs to a cluster of related samples that the export keeps in one split.
+    """
+    ALTER TABLE samples ADD COLUMN duplicate_of INTEGER REFERENCES samples(id);
+    ALTER TABLE samples ADD COLUMN cluster_id INTEGER;
+    CREATE INDEX samples_by_cluster ON samples (datatype, cluster_id)
+        WHERE cluster_id IS NOT NULL;
+    CREATE TABLE signatures (
+        sample_id  INTEGER PRIMARY KEY REFERENCES samples(id),
+        datatype   TEXT NOT NULL,
+        signature  BLOB NOT NULL
+    );
+    CREATE INDEX signatures_by_type ON signatures (datatype);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
