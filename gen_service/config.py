@@ -112,6 +112,9 @@ class ModelConfig(_Section):
     path: Path | None = None  # llamacpp: a GGUF file; None: the embedded default
     tokens_per_s: Annotated[float, Field(gt=0)] | None = None  # for `plan` before measuring
     grammar_safe: bool = True  # rewrite request schemas so llama.cpp grammars compile them
+    # With grammar_safe: the characters free text may use; "letters" (letters, spaces, plain
+    # punctuation) keeps a tiny model from writing numbers and ids where prose goes.
+    text_charset: Literal["printable", "letters"] = "printable"
 
 
 class DatatypeConfig(_Section):

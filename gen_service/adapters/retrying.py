@@ -47,6 +47,7 @@ class Attempts(Generic[T]):
     attempts: int
     errors: list[str] = field(default_factory=list)
     num_predict: int = 0
+    wasted_tokens: int = 0  # tokens of truncated answers that could not be used
 
 
 class RetryHooks(Protocol):
@@ -60,11 +61,14 @@ class RetryHooks(Protocol):
 class RetriesExhausted(GenServiceError):
     """Every attempt failed with a retryable error; ``last`` is the final one."""
 
-    def __init__(self, attempts: int, errors: list[str], last: GenServiceError) -> None:
+    def __init__(
+        self, attempts: int, errors: list[str], last: GenServiceError, wasted_tokens: int = 0
+    ) -> None:
         super().__init__(f"gave up after {attempts} attempts: {errors[-1] if errors else last}")
         self.attempts = attempts
         self.errors = errors
         self.last = last
+        self.wasted_tokens = wasted_tokens
 
 
 async def with_retries(
@@ -75,13 +79,17 @@ async def with_retries(
     rng: random.Random,
     log: structlog.typing.FilteringBoundLogger,
     hooks: RetryHooks | None = None,
+    salvage: Callable[[TruncatedOutput], T | None] | None = None,
 ) -> Attempts[T]:
     """Run ``call(num_predict)`` until it succeeds, retrying retryable failures.
 
     Non-retryable errors (``BackendRejected`` and anything not a GenServiceError) propagate at
     once; after ``max_retries`` retries :class:`RetriesExhausted` is raised. ``hooks`` let the
-    service pause attempts while the backend is down instead of spending retries on it."""
+    service pause attempts while the backend is down instead of spending retries on it.
+    ``salvage`` turns an answer cut at ``length`` into a value when it holds something usable;
+    otherwise the retry grows ``num_predict`` (up to the policy's cap)."""
     errors: list[str] = []
+    wasted = 0
     started = time.monotonic()
     attempt = 0
     while True:
@@ -91,7 +99,13 @@ async def with_retries(
         try:
             value = await call(num_predict)
         except TruncatedOutput as exc:
+            saved = salvage(exc) if salvage is not None else None
+            if saved is not None:
+                if hooks is not None:
+                    hooks.on_success()
+                return Attempts(saved, attempt, errors, num_predict, wasted)
             error: GenServiceError = exc
+            wasted += exc.tokens
             delay = 0.0
             num_predict = min(policy.num_predict_cap, max(num_predict + 1, num_predict * 2))
         except BackendUnavailable as exc:
@@ -109,14 +123,14 @@ async def with_retries(
         else:
             if hooks is not None:
                 hooks.on_success()
-            return Attempts(value, attempt, errors, num_predict)
+            return Attempts(value, attempt, errors, num_predict, wasted)
         errors.append(f"attempt {attempt}: {type(error).__name__}: {error}")
         out_of_time = (
             policy.max_total_s is not None
             and time.monotonic() - started + delay > policy.max_total_s
         )
         if attempt > policy.max_retries or out_of_time:
-            raise RetriesExhausted(attempt, errors, error)
+            raise RetriesExhausted(attempt, errors, error, wasted)
         log.warning(
             "backend.retry_scheduled",
             attempt=attempt,

@@ -180,16 +180,19 @@ def request_schema(
     *,
     positional: bool = True,
     grammar_cap: int | None = None,
+    letters: bool = False,
 ) -> dict[str, Any]:
     """The batch schema ``{"samples": [...]}`` for one request: exactly ``len(briefs)`` items;
     with ``positional`` each item in its own place (``prefixItems``) carrying its brief's
     pins, else one item schema for all (the pins are then the check's alone). With
     ``grammar_cap`` each item is made :func:`~gen_service.domain.schema.grammar_safe` with
-    that string cap."""
+    that string cap (and its letters-only text with ``letters``)."""
 
     def item_for(brief: ItemContext | None) -> dict[str, Any]:
         schema = item_schema_for(item, rules, brief)
-        return schema if grammar_cap is None else dict(grammar_safe(schema, grammar_cap))
+        if grammar_cap is None:
+            return schema
+        return dict(grammar_safe(schema, grammar_cap, letters=letters))
 
     array: dict[str, Any] = {"type": "array", "minItems": len(briefs), "maxItems": len(briefs)}
     if positional:

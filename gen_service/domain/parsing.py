@@ -108,9 +108,48 @@ def items_of(value: Any) -> list[Any]:
 
 def parse_completion(text: str, model: type[BaseModel]) -> ParsedBatch:
     """Validate every item of a completion against ``model``."""
+    return parse_items(items_of(extract_json(text)), model)
+
+
+_OPEN_FENCE = re.compile(r"^```[a-zA-Z0-9_-]*[ \t]*\n?")
+_SAMPLES_ARRAY = re.compile(r'"' + BATCH_KEY + r'"\s*:\s*\[')
+
+
+def complete_items(text: str) -> list[Any]:
+    """The complete items at the start of a truncated answer's array: ``{"samples": [A, B,
+    {"x": ...`` gives ``[A, B]``. What a model wrote before it ran out of tokens is kept, and
+    only the missing items are asked for again."""
+    text = strip_think(text).strip()
+    text = _OPEN_FENCE.sub("", text, count=1)
+    match = _SAMPLES_ARRAY.search(text)
+    if match is not None:
+        position = match.end()
+    else:
+        bracket = text.find("[")
+        if bracket < 0:
+            return []
+        position = bracket + 1
+    decoder = json.JSONDecoder()
+    items: list[Any] = []
+    length = len(text)
+    while position < length:
+        while position < length and text[position] in " \t\r\n,":
+            position += 1
+        if position >= length or text[position] == "]":
+            break
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            break  # the item the model was writing when it stopped
+        items.append(value)
+    return items
+
+
+def parse_items(raw_items: Sequence[Any], model: type[BaseModel], offset: int = 0) -> ParsedBatch:
+    """Validate already-decoded items; ``offset`` is the position of the first (its brief)."""
     valid: list[ValidItem] = []
     invalid: list[InvalidItem] = []
-    for index, raw in enumerate(items_of(extract_json(text))):
+    for index, raw in enumerate(raw_items, start=offset):
         try:
             valid.append(ValidItem(index, model.model_validate(raw)))
         except ValidationError as exc:

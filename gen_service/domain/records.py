@@ -40,7 +40,8 @@ class BatchRecord:
     day: str  # the calendar day in the configured time zone, YYYY-MM-DD
     error: str | None = None
     prompt_tokens: int = 0
-    eval_tokens: int = 0
+    eval_tokens: int = 0  # every decoded token of every attempt, thinking included
+    wasted_tokens: int = 0  # of those, the ones thrown away (failed attempts, cut-off tails)
     total_s: float = 0.0
     load_s: float = 0.0
     eval_s: float = 0.0

@@ -119,9 +119,15 @@ _MAX_ENUM = 201  # values a bounded number may expand to (0..1 by 0.01 is 101; -
 # Printable text without a quote, a backslash or a control character: a JSON string body that
 # needs no escapes, so the pattern means the same on the raw JSON text and on the decoded value.
 _TEXT_CHAR = r'[^"\\\x00-\x1f]'
+# The "letters" text charset: letters, spaces and plain punctuation, no digits or markup. A tiny
+# model (SmolLM2-135M) fills free text with dates, ids and numbers (every one a not_prose
+# rejection); this forbids them in the grammar. Opt-in per model (text_charset = "letters").
+_LETTER_CHAR = r"[A-Za-z ,.;:!?'()-]"
 
 
-def grammar_safe(schema: Any, max_string_chars: int = GRAMMAR_MAX_STRING_CHARS) -> Any:
+def grammar_safe(
+    schema: Any, max_string_chars: int = GRAMMAR_MAX_STRING_CHARS, *, letters: bool = False
+) -> Any:
     """A copy of ``schema`` that llama.cpp's grammar compiler can hold, and that says in the
     grammar what the data types otherwise only check afterwards. Pure; idempotent
     (``grammar_safe(grammar_safe(s)) == grammar_safe(s)``).
@@ -156,31 +162,35 @@ def grammar_safe(schema: Any, max_string_chars: int = GRAMMAR_MAX_STRING_CHARS) 
       that validation then rejects. Integers list each value in range, numbers the range in
       steps of 0.01 (two decimals, which is all the data types use); at most 201 values.
 
+    With ``letters`` the free text is letters, spaces and plain punctuation only, starting with a
+    letter (:data:`_LETTER_CHAR`): for tiny models that write numbers and ids where prose goes.
+
     Validation of the stored samples is unchanged: the pydantic models still check everything.
     """
     cap = max(1, min(max_string_chars, GRAMMAR_MAX_STRING_CHARS))
-    return _safe(schema, cap)
+    return _safe(schema, cap, letters)
 
 
-def _safe(node: Any, cap: int) -> Any:
+def _safe(node: Any, cap: int, letters: bool = False) -> Any:
     if isinstance(node, list):
-        return [_safe(v, cap) for v in node]
+        return [_safe(v, cap, letters) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _safe(v, cap) for k, v in node.items()}
+    out = {k: _safe(v, cap, letters) for k, v in node.items()}
     kind = out.get("type")
     if kind == "string" and not {"enum", "const", "pattern", "format"} & set(out):
-        _text_as_pattern(out, cap)
+        _text_as_pattern(out, cap, letters)
     elif kind in ("integer", "number") and "enum" not in out:
         _bounds_as_enum(out)
     return out
 
 
-def _text_as_pattern(node: dict[str, Any], cap: int) -> None:
+def _text_as_pattern(node: dict[str, Any], cap: int, letters: bool = False) -> None:
     """Replace a string's length bounds, capped, by a pattern (see :func:`grammar_safe`)."""
     low = min(cap, max(1, int(node.pop("minLength", 1))))
     high = min(cap, max(low, int(node.pop("maxLength", cap))))
-    node["pattern"] = f"^[A-Za-z0-9]{_TEXT_CHAR}{{{low - 1},{high - 1}}}$"
+    first, rest = ("[A-Za-z]", _LETTER_CHAR) if letters else ("[A-Za-z0-9]", _TEXT_CHAR)
+    node["pattern"] = f"^{first}{rest}{{{low - 1},{high - 1}}}$"
 
 
 def _bounds_as_enum(node: dict[str, Any]) -> None:

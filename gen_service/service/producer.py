@@ -3,33 +3,25 @@ per model), turn each completion into checked sample rows, and hand them to the 
 
 from __future__ import annotations
 
-import datetime as dt
-import json
+import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
-from gen_service.adapters.backend import Backend, ChatRequest, Completion, Message, RunnerOptions
-from gen_service.adapters.retrying import Attempts, RetriesExhausted, RetryPolicy, with_retries
+from gen_service.adapters.backend import Backend
+from gen_service.adapters.retrying import RetryPolicy
 from gen_service.adapters.store import Store
-from gen_service.config import Config, DatatypeConfig, ModelConfig
-from gen_service.domain.checking import check, request_schema, rules_for
-from gen_service.domain.content import TextRule
-from gen_service.domain.datatypes import REGISTRY
-from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
-from gen_service.domain.dedup import content_hash
+from gen_service.config import Config
+from gen_service.domain import budget
+from gen_service.domain.budget import Estimate
 from gen_service.domain.judging import JudgeLibrary
-from gen_service.domain.parsing import ParsedBatch, parse_completion
-from gen_service.domain.prompts import Prompt, PromptLibrary
-from gen_service.domain.records import BatchRecord, SampleRow
-from gen_service.domain.schema import item_schema
-from gen_service.errors import BackendError
-from gen_service.service.board import ProgressBoard, local_day
+from gen_service.domain.prompts import PromptLibrary
+from gen_service.service.batch import crashed_record, estimate_for, make_batch
+from gen_service.service.board import ProgressBoard
 from gen_service.service.clock import Clock
 from gen_service.service.gate import BackendGate, GateState
 from gen_service.service.regeneration import Regeneration, Regenerations
@@ -56,7 +48,9 @@ class Generation:
     store: Store
     regenerations: Regenerations
     judges: JudgeLibrary | None = None  # the judge's prompts, when a validate phase runs
-    requests: dict[str, int] = field(default_factory=dict)  # requests planned, per data type
+    requests: dict[str, int] = field(default_factory=dict)  # batches planned, per data type
+    # Token estimates per (data type, model): how requests are sized (domain/budget.py).
+    budgets: dict[tuple[str, str], Estimate] = field(default_factory=dict)
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
         if model not in self.limiters:
@@ -119,7 +113,10 @@ async def produce(
                 break
             # A flagged batch waiting to be written again goes before fresh briefs.
             job = await gen.regenerations.take(gen.cfg, datatype)
-            size = len(job.briefs) if job else min(dtc.batch_size, need - in_flight_items)
+            if job is not None:
+                size = len(job.briefs)
+            else:
+                size = batch_size(gen, datatype, need - in_flight_items, limiter)
             in_flight_items += size
 
             async def one(
@@ -149,236 +146,24 @@ async def produce(
             tg.start_soon(one, name=f"batch:{datatype}")
 
 
-@dataclass(frozen=True, slots=True)
-class BatchPlan:
-    """One request decided before it is sent: the briefs, the prompt, the schema, the seed."""
-
-    datatype: str
-    phase: str
-    spec: DataTypeSpec
-    dtc: DatatypeConfig
-    model: ModelConfig
-    contexts: list[ItemContext]
-    prompt: Prompt
-    schema: dict[str, Any]
-    seed: int
-    rng: random.Random
-    started_at: dt.datetime  # from the service's Clock
-    rules: Mapping[str, TextRule]  # content rules of the free-text fields
-    replaces: int | None = None  # the flagged batch this one regenerates
-    regeneration: int = 0
-    refinement: str | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.contexts)
-
-
-def plan_batch(
-    gen: Generation, datatype: str, phase: str, size: int, job: Regeneration | None = None
-) -> BatchPlan:
-    """Sample ``size`` briefs (or take a regeneration's) and render the request for them."""
+def batch_size(
+    gen: Generation, datatype: str, unassigned: int, limiter: anyio.CapacityLimiter
+) -> int:
+    """How many briefs the next batch of ``datatype`` holds: at most ``batch_size``, what is
+    still unassigned, and what the token budget says one answer can hold; in a phase's last
+    round the remaining need is spread over every free slot instead of one request."""
     dtc = gen.cfg.datatypes[datatype]
-    spec = REGISTRY[datatype]
-    rng = random.Random(gen.rng.getrandbits(64))
-    contexts = job.briefs if job is not None else spec.sample_contexts(rng, size)
-    # Few-shot examples rotate every ROTATE_EVERY requests of a type, so the prompt's static
-    # prefix (system text, instructions, examples) repeats and the server's cache is reused.
-    counter = gen.requests.get(datatype, 0)
-    gen.requests[datatype] = counter + 1
-    prompt = gen.library.render(
-        spec,
-        batch_size=len(contexts),
-        contexts=contexts,
-        rng=rng,
-        examples=dtc.few_shot,
-        rotation=counter // ROTATE_EVERY,
-        refinement=job.refinement if job is not None else None,
-    )
-    rules = rules_for(spec, dtc.min_words)
-    item = item_schema(spec.model, dtc.max_string_chars)
     model = gen.cfg.models[dtc.model]
-    return BatchPlan(
-        datatype=datatype,
-        phase=phase,
-        spec=spec,
-        dtc=dtc,
-        model=model,
-        contexts=contexts,
-        prompt=prompt,
-        schema=request_schema(
-            item,
-            contexts,
-            rules,
-            positional=True,
-            grammar_cap=dtc.max_string_chars if model.grammar_safe else None,
-        ),
-        seed=rng.randrange(2**31),
-        rng=rng,
-        started_at=gen.clock.now(),
-        rules=rules,
-        replaces=job.batch_id if job is not None else None,
-        regeneration=job.regeneration if job is not None else 0,
-        refinement=job.refinement if job is not None else None,
-    )
-
-
-def chat_request(gen: Generation, plan: BatchPlan, num_predict: int) -> ChatRequest:
-    """The backend request for ``plan`` with a given output budget."""
-    return ChatRequest(
-        model=plan.model.name,
-        messages=(Message("system", plan.prompt.system), Message("user", plan.prompt.user)),
-        schema=plan.schema,
-        temperature=plan.dtc.temperature,
-        num_predict=num_predict,
-        runner=RunnerOptions(num_ctx=plan.model.num_ctx, num_gpu=plan.model.num_gpu),
-        think=plan.dtc.think,
-        seed=plan.seed,
-        keep_alive=gen.cfg.backend.keep_alive,
-    )
-
-
-async def send(gen: Generation, plan: BatchPlan) -> Attempts[tuple[Completion, ParsedBatch]]:
-    """The request with retries; a completion counts once its text parses."""
-
-    async def attempt(num_predict: int) -> tuple[Completion, ParsedBatch]:
-        completion = await gen.backend.chat(chat_request(gen, plan, num_predict))
-        return completion, parse_completion(completion.content, plan.spec.model)
-
-    return await with_retries(
-        attempt,
-        policy=gen.retry_policy(plan.model.num_ctx),
-        num_predict=plan.dtc.num_predict,
-        rng=plan.rng,
-        log=log.bind(model=plan.model.name),
-        hooks=gen.gate,
-    )
-
-
-async def make_batch(
-    gen: Generation, datatype: str, phase: str, size: int, job: Regeneration | None = None
-) -> BatchRecord:
-    """One request (with retries) and its checked rows; failures become a failed record."""
-    plan = plan_batch(gen, datatype, phase, size, job)
-    try:
-        result = await send(gen, plan)
-    except RetriesExhausted as exc:
-        log.warning(
-            "batch.failed", model=plan.model.name, attempts=exc.attempts, error=str(exc.last)
-        )
-        return failed_record(gen, plan, attempts=exc.attempts, error="\n".join(exc.errors))
-    except BackendError as exc:  # not retryable: a rejected request, a missing model
-        log.error(
-            "batch.failed",
-            model=plan.model.name,
-            attempts=1,
-            error=str(exc),
-            error_type=type(exc).__name__,
-        )
-        return failed_record(gen, plan, attempts=1, error=f"attempt 1: {type(exc).__name__}: {exc}")
-    completion, parsed = result.value
-    return _record(
-        gen,
-        plan,
-        status="ok",
-        attempts=result.attempts,
-        num_predict=result.num_predict,
-        error="\n".join(result.errors) or None,
-        prompt_tokens=completion.prompt_tokens,
-        eval_tokens=completion.eval_tokens,
-        total_s=completion.total_s,
-        load_s=completion.load_s,
-        eval_s=completion.eval_s,
-        samples=tuple(rows_of(plan.spec, parsed, plan.contexts, plan.rules)),
-    )
-
-
-def failed_record(gen: Generation, plan: BatchPlan, *, attempts: int, error: str) -> BatchRecord:
-    return _record(
-        gen, plan, status="failed", attempts=attempts, num_predict=plan.dtc.num_predict, error=error
-    )
-
-
-def _record(gen: Generation, plan: BatchPlan, **fields: Any) -> BatchRecord:
-    now = gen.clock.now()
-    return BatchRecord(
-        template_hash=plan.prompt.template_hash,
-        example_ids=plan.prompt.example_ids,
-        briefs_json=json.dumps([c.to_json() for c in plan.contexts], ensure_ascii=False),
-        replaces=plan.replaces,
-        regeneration=plan.regeneration,
-        refinement=plan.refinement,
-        datatype=plan.datatype,
-        model=plan.model.name,
-        phase=plan.phase,
-        requested=plan.size,
-        temperature=plan.dtc.temperature,
-        seed=plan.seed,
-        created_at=plan.started_at.isoformat(timespec="milliseconds"),
-        day=local_day(gen.cfg.service.tzinfo(), plan.started_at),
-        latency_s=(now - plan.started_at).total_seconds(),
-        **fields,
-    )
-
-
-def crashed_record(
-    gen: Generation, datatype: str, phase: str, size: int, exc: Exception
-) -> BatchRecord:
-    dtc = gen.cfg.datatypes[datatype]
-    now = gen.clock.now()
-    return BatchRecord(
-        datatype=datatype,
-        model=gen.cfg.models[dtc.model].name,
-        phase=phase,
-        status="failed",
-        attempts=1,
-        requested=size,
-        temperature=dtc.temperature,
+    cap = min(dtc.batch_size, unassigned)
+    free = int(limiter.available_tokens) + 1  # the slot this batch holds, and the idle ones
+    if unassigned < dtc.batch_size * free:
+        cap = min(cap, max(1, math.ceil(unassigned / free)))
+    estimate = estimate_for(gen, (datatype, model.name))
+    sizing = budget.fit(
+        estimate,
         num_predict=dtc.num_predict,
-        seed=0,
-        created_at=now.isoformat(timespec="milliseconds"),
-        day=local_day(gen.cfg.service.tzinfo(), now),
-        error=f"internal error: {type(exc).__name__}: {exc}",
+        num_ctx=model.num_ctx,
+        prompt_chars=estimate.prompt_chars,
+        cap=cap,
     )
-
-
-def rows_of(
-    spec: DataTypeSpec,
-    parsed: ParsedBatch,
-    contexts: Sequence[ItemContext],
-    rules: Mapping[str, TextRule],
-) -> list[SampleRow]:
-    """Check every item against its brief; every item becomes a row, accepted or rejected,
-    carrying the brief it was written from."""
-    rows: list[SampleRow] = []
-    briefs = [json.dumps(c.to_json(), ensure_ascii=False) for c in contexts]
-    for item in parsed.valid:
-        payload = item.sample.model_dump(mode="json")
-        brief = contexts[item.index] if item.index < len(contexts) else None
-        problems = check(spec, item.sample, brief, rules=rules, payload=payload)
-        rows.append(
-            SampleRow(
-                datatype=spec.name,
-                status="rejected" if problems else "accepted",
-                payload_json=json.dumps(payload, ensure_ascii=False),
-                # Exact copies are judged on the prose: the same text under new names and
-                # numbers is still the same training example.
-                content_hash=content_hash(spec.text_for_dedup(item.sample)),
-                reason="; ".join(problems) or None,
-                quota_key=brief.quota_key if brief is not None else None,
-                item_index=item.index,
-                brief_json=briefs[item.index] if item.index < len(briefs) else None,
-            )
-        )
-    for bad in parsed.invalid:
-        rows.append(
-            SampleRow(
-                datatype=spec.name,
-                status="rejected",
-                payload_json=json.dumps(bad.raw, ensure_ascii=False, default=str),
-                reason=f"schema: {bad.error}",
-                item_index=bad.index,
-                brief_json=briefs[bad.index] if bad.index < len(briefs) else None,
-            )
-        )
-    return rows
+    return sizing.items

@@ -132,7 +132,7 @@ async def test_failed_batches_are_recorded_with_their_errors(
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_service, cfg)
-            for _ in range(200):
+            for _ in range(600):  # up to 30 s: the gate's probe backs off between outages
                 await anyio.sleep(0.05)
                 if cfg.service.db.exists():
                     conn = sqlite3.connect(cfg.service.db)

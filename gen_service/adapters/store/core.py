@@ -188,8 +188,8 @@ class Store(QualityQueries):
                 " requested, valid, invalid, accepted, rejected, duplicates, prompt_tokens,"
                 " eval_tokens, total_s, load_s, eval_s, latency_s, seed, temperature,"
                 " num_predict, created_at, day, template_hash, example_ids, briefs, refinement,"
-                " replaces, regeneration)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " replaces, regeneration, wasted_tokens)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     batch.datatype,
@@ -221,6 +221,7 @@ class Store(QualityQueries):
                     batch.refinement,
                     batch.replaces,
                     batch.regeneration,
+                    batch.wasted_tokens,
                 ),
             )
             batch_id = cur.lastrowid

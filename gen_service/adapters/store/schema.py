@@ -324,6 +324,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX signatures_by_type ON signatures (datatype);
     """,
+    # 4: the decoded tokens a batch threw away (failed attempts, the cut-off tail of an answer
+    # that stopped at num_predict), so waste can be measured against what was kept.
+    """
+    ALTER TABLE batches ADD COLUMN wasted_tokens INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,443 @@
+"""One batch: its briefs, the requests that write them, and the record the writer commits.
+
+A batch is planned for a number of briefs (fresh ones, or a flagged batch's to regenerate).
+Its first request asks for all of them. When an answer stops at ``length``, the complete items
+it holds are kept and a follow-up request asks only for the briefs still missing; an answer
+without one complete item is retried with a larger budget, never one the context cannot hold.
+Every request is sized by the token budget (:mod:`gen_service.domain.budget`), and each
+successful one moves the budget's estimates. The record sums every request of the batch: its
+attempts, its tokens, and the tokens spent on what was thrown away (``wasted_tokens``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from gen_service.adapters.backend import ChatRequest, Completion, Message, RunnerOptions
+from gen_service.adapters.retrying import RetriesExhausted, RetryPolicy, with_retries
+from gen_service.config import DatatypeConfig, ModelConfig
+from gen_service.domain import budget
+from gen_service.domain.checking import check, request_schema, rules_for
+from gen_service.domain.content import TextRule
+from gen_service.domain.datatypes import REGISTRY
+from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
+from gen_service.domain.dedup import content_hash
+from gen_service.domain.parsing import (
+    InvalidItem,
+    ParsedBatch,
+    ValidItem,
+    complete_items,
+    extract_json,
+    items_of,
+    parse_items,
+)
+from gen_service.domain.prompts import Prompt
+from gen_service.domain.records import BatchRecord, SampleRow
+from gen_service.domain.schema import item_schema
+from gen_service.errors import BackendError, InvalidCompletion, TruncatedOutput
+from gen_service.service.board import local_day
+from gen_service.service.regeneration import Regeneration
+
+if TYPE_CHECKING:
+    from gen_service.service.producer import Generation
+
+log = structlog.get_logger("gen_service.batch")
+
+ROTATE_EVERY = 24  # requests of a type between changes of its few-shot examples
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """One batch decided before it is sent: the briefs, the seed, the rules."""
+
+    datatype: str
+    phase: str
+    spec: DataTypeSpec
+    dtc: DatatypeConfig
+    model: ModelConfig
+    contexts: list[ItemContext]
+    seed: int
+    rng: random.Random
+    rotation: int  # the few-shot rotation every request of the batch uses
+    started_at: dt.datetime  # from the service's Clock
+    rules: Mapping[str, TextRule]  # content rules of the free-text fields
+    replaces: int | None = None  # the flagged batch this one regenerates
+    regeneration: int = 0
+    refinement: str | None = None
+    first_prompt: Prompt | None = None  # provenance: the first request's prompt
+
+    @property
+    def size(self) -> int:
+        return len(self.contexts)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.datatype, self.model.name)
+
+
+def plan_batch(
+    gen: Generation, datatype: str, phase: str, size: int, job: Regeneration | None = None
+) -> BatchPlan:
+    """Sample ``size`` briefs (or take a regeneration's)."""
+    dtc = gen.cfg.datatypes[datatype]
+    spec = REGISTRY[datatype]
+    rng = random.Random(gen.rng.getrandbits(64))
+    contexts = job.briefs if job is not None else spec.sample_contexts(rng, size)
+    # Few-shot examples rotate every ROTATE_EVERY batches of a type, so the prompt's static
+    # prefix (system text, instructions, examples) repeats and the server's cache is reused.
+    counter = gen.requests.get(datatype, 0)
+    gen.requests[datatype] = counter + 1
+    return BatchPlan(
+        datatype=datatype,
+        phase=phase,
+        spec=spec,
+        dtc=dtc,
+        model=gen.cfg.models[dtc.model],
+        contexts=list(contexts),
+        seed=rng.randrange(2**31),
+        rng=rng,
+        rotation=counter // ROTATE_EVERY,
+        started_at=gen.clock.now(),
+        rules=rules_for(spec, dtc.min_words),
+        replaces=job.batch_id if job is not None else None,
+        regeneration=job.regeneration if job is not None else 0,
+        refinement=job.refinement if job is not None else None,
+    )
+
+
+def render(
+    gen: Generation, plan: BatchPlan, indexes: Sequence[int]
+) -> tuple[Prompt, dict[str, Any]]:
+    """The prompt and the schema asking for the briefs at ``indexes``."""
+    briefs = [plan.contexts[i] for i in indexes]
+    prompt = gen.library.render(
+        plan.spec,
+        batch_size=len(briefs),
+        contexts=briefs,
+        rng=random.Random(plan.seed),
+        examples=plan.dtc.few_shot,
+        rotation=plan.rotation,
+        refinement=plan.refinement,
+    )
+    item = item_schema(plan.spec.model, plan.dtc.max_string_chars)
+    schema = request_schema(
+        item,
+        briefs,
+        plan.rules,
+        positional=True,
+        grammar_cap=plan.dtc.max_string_chars if plan.model.grammar_safe else None,
+        letters=plan.model.text_charset == "letters",
+    )
+    return prompt, schema
+
+
+def estimate_for(gen: Generation, plan_or_key: BatchPlan | tuple[str, str]) -> budget.Estimate:
+    """The token estimate of a (data type, model), seeded from the few-shot examples."""
+    key = plan_or_key.key if isinstance(plan_or_key, BatchPlan) else plan_or_key
+    estimate = gen.budgets.get(key)
+    if estimate is None:
+        datatype = key[0]
+        examples = [
+            json.dumps(json.loads(e), separators=(",", ":"), ensure_ascii=False)
+            for e in gen.library.examples_for(datatype)
+        ]
+        estimate = budget.seed_estimate(examples, think=gen.cfg.datatypes[datatype].think)
+        gen.budgets[key] = estimate
+    return estimate
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Every request of one batch, summed."""
+
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+    valid: list[ValidItem] = field(default_factory=list)
+    invalid: list[InvalidItem] = field(default_factory=list)
+    prompt_tokens: int = 0
+    eval_tokens: int = 0
+    wasted_tokens: int = 0
+    total_s: float = 0.0
+    load_s: float = 0.0
+    eval_s: float = 0.0
+    num_predict: int = 0
+    requests: int = 0
+
+    def add(self, completion: Completion) -> None:
+        self.prompt_tokens += completion.prompt_tokens
+        self.eval_tokens += completion.eval_tokens
+        self.total_s += completion.total_s
+        self.load_s += completion.load_s
+        self.eval_s += completion.eval_s
+
+
+@dataclass(slots=True)
+class _Answer:
+    """One request's usable part: the decoded items, and whether the answer was cut short."""
+
+    completion: Completion
+    items: list[Any]
+    truncated: bool
+    used_share: float  # the share of the answer's text the items take (1 when complete)
+
+
+async def send(gen: Generation, plan: BatchPlan, exchange: Exchange) -> None:
+    """Request the plan's briefs until every one has an item: follow-ups ask only for what an
+    answer that stopped at ``length`` did not finish. Raises RetriesExhausted/BackendError
+    when a request fails for good (the items gathered so far stay in ``exchange``)."""
+    missing = list(range(plan.size))
+    estimate = estimate_for(gen, plan)
+    while missing:
+        asked = missing
+        prompt, schema = render(gen, plan, asked)
+        prompt_chars = len(prompt.system) + len(prompt.user)
+        sizing = budget.fit(
+            estimate,
+            num_predict=plan.dtc.num_predict,
+            num_ctx=plan.model.num_ctx,
+            prompt_chars=prompt_chars,
+            cap=len(asked),
+        )
+        if sizing.items < len(asked):  # the answer would not fit: ask for fewer briefs
+            asked = missing[: sizing.items]
+            prompt, schema = render(gen, plan, asked)
+            prompt_chars = len(prompt.system) + len(prompt.user)
+        if plan.first_prompt is None:
+            plan.first_prompt = prompt
+        answer = await _request(gen, plan, prompt, schema, sizing, exchange)
+        exchange.add(answer.completion)
+        exchange.requests += 1
+        parsed = parse_items(answer.items, plan.spec.model, offset=0)
+        for item in parsed.valid:
+            exchange.valid.append(ValidItem(asked[item.index], item.sample))
+        for bad in parsed.invalid:
+            exchange.invalid.append(InvalidItem(asked[bad.index], bad.error, bad.raw))
+        done = len(answer.items)
+        kept_tokens = round(answer.completion.eval_tokens * answer.used_share)
+        exchange.wasted_tokens += answer.completion.eval_tokens - kept_tokens
+        budget.observe(
+            estimate,
+            items=done,
+            eval_tokens=kept_tokens,
+            thinking_tokens=round(len(answer.completion.thinking) / budget.CHARS_PER_TOKEN),
+            prompt_tokens=answer.completion.prompt_tokens,
+            prompt_chars=prompt_chars,
+        )
+        missing = asked[done:] + missing[len(asked) :]
+        if answer.truncated and missing:
+            log.info(
+                "batch.continued",
+                kept=done,
+                missing=len(missing),
+                num_predict=exchange.num_predict,
+                per_item=round(estimate.per_item),
+            )
+
+
+async def _request(
+    gen: Generation,
+    plan: BatchPlan,
+    prompt: Prompt,
+    schema: dict[str, Any],
+    sizing: budget.Fit,
+    exchange: Exchange,
+) -> _Answer:
+    """One request with retries. An answer cut at ``length`` that holds complete items is a
+    success (the caller asks for the rest); one without any is retried with a larger budget."""
+
+    async def attempt(num_predict: int) -> _Answer:
+        exchange.num_predict = num_predict
+        completion = await gen.backend.chat(
+            ChatRequest(
+                model=plan.model.name,
+                messages=(Message("system", prompt.system), Message("user", prompt.user)),
+                schema=schema,
+                temperature=plan.dtc.temperature,
+                num_predict=num_predict,
+                runner=RunnerOptions(num_ctx=plan.model.num_ctx, num_gpu=plan.model.num_gpu),
+                think=plan.dtc.think,
+                seed=plan.seed,
+                keep_alive=gen.cfg.backend.keep_alive,
+            )
+        )
+        try:
+            items = _items(completion.content)
+        except InvalidCompletion:
+            exchange.wasted_tokens += completion.eval_tokens  # decoded, and unusable
+            raise
+        return _Answer(completion, items, truncated=False, used_share=1.0)
+
+    b = gen.cfg.backend
+    policy = RetryPolicy(
+        max_retries=b.max_retries,
+        initial_s=b.retry_initial_s,
+        max_s=b.retry_max_s,
+        num_predict_cap=sizing.room,  # a retry never asks for more than the context holds
+    )
+    try:
+        result = await with_retries(
+            attempt,
+            policy=policy,
+            num_predict=sizing.num_predict,
+            rng=plan.rng,
+            log=log.bind(model=plan.model.name),
+            hooks=gen.gate,
+            salvage=_salvage,
+        )
+    except RetriesExhausted as exc:
+        exchange.attempts += exc.attempts
+        exchange.errors.extend(exc.errors)
+        exchange.wasted_tokens += exc.wasted_tokens
+        raise
+    exchange.attempts += result.attempts
+    exchange.errors.extend(result.errors)
+    exchange.wasted_tokens += result.wasted_tokens
+    return result.value
+
+
+def _items(content: str) -> list[Any]:
+    """The items of a complete answer (raises InvalidCompletion when it holds no JSON)."""
+    return items_of(extract_json(content))
+
+
+def _salvage(exc: TruncatedOutput) -> _Answer | None:
+    """What an answer cut at ``length`` can give: its complete items, or None (retry)."""
+    items = complete_items(exc.content)
+    if not items:
+        return None
+    used = len(json.dumps(items, ensure_ascii=False))
+    share = min(1.0, used / max(1, len(exc.content)))
+    completion = Completion(content=exc.content, done_reason="length", eval_tokens=exc.tokens)
+    return _Answer(completion, items, truncated=True, used_share=share)
+
+
+async def make_batch(
+    gen: Generation, datatype: str, phase: str, size: int, job: Regeneration | None = None
+) -> BatchRecord:
+    """One batch (one or more requests) and its checked rows; a batch none of whose requests
+    succeeded becomes a failed record, and one cut short keeps what it got."""
+    plan = plan_batch(gen, datatype, phase, size, job)
+    exchange = Exchange()
+    failure: str | None = None
+    try:
+        await send(gen, plan, exchange)
+    except RetriesExhausted as exc:
+        failure = str(exc.last)
+        log.warning("batch.failed", model=plan.model.name, attempts=exc.attempts, error=failure)
+    except BackendError as exc:  # not retryable: a rejected request, a missing model
+        failure = str(exc)
+        exchange.attempts += 1
+        exchange.errors.append(f"attempt {exchange.attempts}: {type(exc).__name__}: {exc}")
+        log.error(
+            "batch.failed", model=plan.model.name, error=failure, error_type=type(exc).__name__
+        )
+    got = bool(exchange.valid or exchange.invalid)
+    parsed = ParsedBatch(exchange.valid, exchange.invalid)
+    return _record(
+        gen,
+        plan,
+        status="ok" if got else "failed",
+        attempts=max(1, exchange.attempts),
+        num_predict=exchange.num_predict or plan.dtc.num_predict,
+        error="\n".join(exchange.errors) or None,
+        prompt_tokens=exchange.prompt_tokens,
+        eval_tokens=exchange.eval_tokens,
+        wasted_tokens=exchange.wasted_tokens,
+        total_s=exchange.total_s,
+        load_s=exchange.load_s,
+        eval_s=exchange.eval_s,
+        samples=tuple(rows_of(plan.spec, parsed, plan.contexts, plan.rules)) if got else (),
+    )
+
+
+def _record(gen: Generation, plan: BatchPlan, **fields: Any) -> BatchRecord:
+    now = gen.clock.now()
+    prompt = plan.first_prompt
+    return BatchRecord(
+        template_hash=prompt.template_hash if prompt else gen.library.template_hash(plan.datatype),
+        example_ids=prompt.example_ids if prompt else (),
+        briefs_json=json.dumps([c.to_json() for c in plan.contexts], ensure_ascii=False),
+        replaces=plan.replaces,
+        regeneration=plan.regeneration,
+        refinement=plan.refinement,
+        datatype=plan.datatype,
+        model=plan.model.name,
+        phase=plan.phase,
+        requested=plan.size,
+        temperature=plan.dtc.temperature,
+        seed=plan.seed,
+        created_at=plan.started_at.isoformat(timespec="milliseconds"),
+        day=local_day(gen.cfg.service.tzinfo(), plan.started_at),
+        latency_s=(now - plan.started_at).total_seconds(),
+        **fields,
+    )
+
+
+def crashed_record(
+    gen: Generation, datatype: str, phase: str, size: int, exc: Exception
+) -> BatchRecord:
+    dtc = gen.cfg.datatypes[datatype]
+    now = gen.clock.now()
+    return BatchRecord(
+        datatype=datatype,
+        model=gen.cfg.models[dtc.model].name,
+        phase=phase,
+        status="failed",
+        attempts=1,
+        requested=size,
+        temperature=dtc.temperature,
+        num_predict=dtc.num_predict,
+        seed=0,
+        created_at=now.isoformat(timespec="milliseconds"),
+        day=local_day(gen.cfg.service.tzinfo(), now),
+        error=f"internal error: {type(exc).__name__}: {exc}",
+    )
+
+
+def rows_of(
+    spec: DataTypeSpec,
+    parsed: ParsedBatch,
+    contexts: Sequence[ItemContext],
+    rules: Mapping[str, TextRule],
+) -> list[SampleRow]:
+    """Check every item against its brief; every item becomes a row, accepted or rejected,
+    carrying the brief it was written from."""
+    rows: list[SampleRow] = []
+    briefs = [json.dumps(c.to_json(), ensure_ascii=False) for c in contexts]
+    for item in sorted(parsed.valid, key=lambda v: v.index):
+        payload = item.sample.model_dump(mode="json")
+        brief = contexts[item.index] if item.index < len(contexts) else None
+        problems = check(spec, item.sample, brief, rules=rules, payload=payload)
+        rows.append(
+            SampleRow(
+                datatype=spec.name,
+                status="rejected" if problems else "accepted",
+                payload_json=json.dumps(payload, ensure_ascii=False),
+                # Exact copies are judged on the prose: the same text under new names and
+                # numbers is still the same training example.
+                content_hash=content_hash(spec.text_for_dedup(item.sample)),
+                reason="; ".join(problems) or None,
+                quota_key=brief.quota_key if brief is not None else None,
+                item_index=item.index,
+                brief_json=briefs[item.index] if item.index < len(briefs) else None,
+            )
+        )
+    for bad in sorted(parsed.invalid, key=lambda v: v.index):
+        rows.append(
+            SampleRow(
+                datatype=spec.name,
+                status="rejected",
+                payload_json=json.dumps(bad.raw, ensure_ascii=False, default=str),
+                reason=f"schema: {bad.error}",
+                item_index=bad.index,
+                brief_json=briefs[bad.index] if bad.index < len(briefs) else None,
+            )
+        )
+    return rows
