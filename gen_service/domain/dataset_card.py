@@ -194,8 +194,10 @@ def front_matter(configs: Sequence[DatasetConfig], *, pretty_name: str) -> str:
         "tags:",
         "- synthetic",
         "- gen-service",
-        "configs:",
     ]
+    if not configs:  # nothing to load: no configs rather than empty lists
+        return "\n".join([*lines, "---"]) + "\n"
+    lines.append("configs:")
     for config in configs:
         lines += [f"- config_name: {_scalar(config.name)}", "  data_files:"]
         for split in SPLITS:

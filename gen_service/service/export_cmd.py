@@ -462,6 +462,11 @@ def warnings(manifest: dict[str, Any]) -> list[str]:
     """What the user should know about this export (printed to stderr)."""
     found: list[str] = []
     types: dict[str, Any] = manifest["datatypes"]
+    if not types:
+        found.append(
+            f"the database {manifest['database']} has no samples yet. Fix: run the service "
+            "(gen-service run) first, or point --db / [service].db at the right database."
+        )
     if manifest["options"]["balance"]:
         empty = [n for n, i in types.items() if i["available"] == 0]
         if empty:
