@@ -436,6 +436,7 @@ def test_datasets_loads_every_config_and_split(
     """`datasets.load_dataset(DIR, TYPE)` reads each type with its splits and row counts as in
     the manifest, quality nulls included; the chat configs load as `messages`, three rows per
     irony scenario."""
+    pytest.importorskip("datasets")
     out = tmp_path / f"ds-{fmt}"
     assert export(loadable_db, out, "--format", fmt, "--chat", "--include-unjudged") == 0
     manifest = json.loads((out / "manifest.json").read_text())
