@@ -20,6 +20,7 @@ import anyio
 import pytest
 import yaml
 
+import gen_service
 from gen_service.adapters.store import Store
 from gen_service.adapters.store.quality import JudgmentRow
 from gen_service.adapters.store.review import decide, open_for_review
@@ -501,7 +502,7 @@ def test_card_and_manifest_describe_the_export(loadable_db: Path, tmp_path: Path
     for text in ("## Quality", "## Diversity", "## Chat format", "distinct-2", "0.850"):
         assert text in body
     assert manifest["config"]["sha256"] in body
-    if (REPO / ".git").exists():
+    if (Path(gen_service.__file__).resolve().parents[1] / ".git").exists():  # a checkout
         revision = manifest["git_revision"]
         assert revision and len(revision.removesuffix("-dirty")) == 40
 
