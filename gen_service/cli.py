@@ -83,6 +83,68 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--note", default=None, help="why, stored with the decision")
     p.set_defaults(func=_cmd_review)
 
+    p = sub.add_parser(
+        "export",
+        help="write the accepted samples as a train/validation/test dataset (JSONL or Parquet)",
+        description="Write DIR/<type>/{train,validation,test}.jsonl (or .parquet), a dataset "
+        "card (DIR/README.md, which Hugging Face datasets reads: load_dataset(DIR, TYPE)) and "
+        "DIR/manifest.json. Exported: accepted samples of batches the judge passed, or flagged "
+        "and then accepted in review; never rejected, duplicate or flagged-unreviewed ones. A "
+        "sample's split follows its near-duplicate cluster alone, so near-copies never "
+        "straddle splits and re-exports keep every sample in its split.",
+    )
+    config_arg(p)
+    p.add_argument("--db", type=Path, default=None, help="read this database (no config needed)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="the dataset folder")
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "parquet"),
+        default="jsonl",
+        help="file format (parquet needs the [parquet] extra; default jsonl)",
+    )
+    p.add_argument(
+        "--splits",
+        default=None,
+        metavar="TRAIN,VAL,TEST",
+        help="shares of train, validation and test, summing to 1 (default 0.8,0.1,0.1)",
+    )
+    p.add_argument(
+        "--min-quality",
+        default=None,
+        metavar="X",
+        help="only batches whose judged mean is at least X (0..1); applies to every judged "
+        "batch, reviewed ones included, and not to unjudged ones (--include-unjudged)",
+    )
+    p.add_argument(
+        "--include-unjudged",
+        action="store_true",
+        help="also export accepted samples of batches the judge has not scored yet; "
+        "--min-quality does not apply to them (they have no judged mean)",
+    )
+    p.add_argument(
+        "--types",
+        default=None,
+        metavar="TYPE[,TYPE...]",
+        help="only these data types (default: every type the database has samples of)",
+    )
+    p.add_argument(
+        "--balance",
+        action="store_true",
+        help="export as many samples of each type as the smallest type has (a fixed "
+        "pseudo-random choice by sample id)",
+    )
+    p.add_argument(
+        "--chat",
+        action="store_true",
+        help="also write DIR/<type>/chat/: system/user/assistant messages per sample (TRL)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty DIR, overwriting only the files this export writes",
+    )
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("doctor", help="check config, database, backend, models and VRAM fit")
     config_arg(p)
     p.set_defaults(func=_cmd_doctor)
@@ -356,6 +418,35 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         _print_status(data)
     return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from gen_service.service.export_cmd import export_command, parse_options
+
+    options = parse_options(
+        out=args.out,
+        fmt=args.format,
+        splits=args.splits,
+        min_quality=args.min_quality,
+        include_unjudged=args.include_unjudged,
+        types=args.types,
+        balance=args.balance,
+        chat=args.chat,
+        force=args.force,
+    )
+    config_path = None
+    if args.db is not None:
+        db = args.db
+        if args.config is not None:  # recorded (path and sha256) in the card, not needed
+            from gen_service.config import find_config
+
+            config_path = find_config(args.config)
+    else:
+        from gen_service.config import find_config, load_config
+
+        config_path = find_config(args.config)
+        db = load_config(config_path, check_prompts=False).service.db
+    return export_command(db, options, config_path=config_path)
 
 
 def _print_status(data: dict[str, Any]) -> None:
