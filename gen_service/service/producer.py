@@ -23,6 +23,7 @@ from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
 from gen_service.domain.dedup import content_hash
+from gen_service.domain.facets import steer
 from gen_service.domain.judging import JudgeLibrary
 from gen_service.domain.parsing import ParsedBatch, parse_completion
 from gen_service.domain.prompts import Prompt, PromptLibrary
@@ -32,6 +33,7 @@ from gen_service.errors import BackendError
 from gen_service.service.board import ProgressBoard, local_day
 from gen_service.service.clock import Clock
 from gen_service.service.gate import BackendGate, GateState
+from gen_service.service.quotas import QuotaCounts
 from gen_service.service.regeneration import Regeneration, Regenerations
 from gen_service.service.writer import PendingBatch, PendingWrite
 
@@ -57,6 +59,7 @@ class Generation:
     regenerations: Regenerations
     judges: JudgeLibrary | None = None  # the judge's prompts, when a validate phase runs
     requests: dict[str, int] = field(default_factory=dict)  # requests planned, per data type
+    quotas: QuotaCounts = field(default_factory=QuotaCounts)  # accepted per quota key, cached
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
         if model not in self.limiters:
@@ -181,7 +184,14 @@ def plan_batch(
     dtc = gen.cfg.datatypes[datatype]
     spec = REGISTRY[datatype]
     rng = random.Random(gen.rng.getrandbits(64))
-    contexts = job.briefs if job is not None else spec.sample_contexts(rng, size)
+    if job is not None:
+        contexts = job.briefs
+    else:
+        # Quota steering: the categories furthest below an even share of the accepted samples
+        # get more of the new briefs (counts from gen.quotas, refreshed by make_batch).
+        facets = gen.library.facets
+        weights = steer(spec.categories(facets), gen.quotas.counts(datatype))
+        contexts = spec.sample_contexts(rng, size, facets=facets, weights=weights)
     # Few-shot examples rotate every ROTATE_EVERY requests of a type, so the prompt's static
     # prefix (system text, instructions, examples) repeats and the server's cache is reused.
     counter = gen.requests.get(datatype, 0)
@@ -259,6 +269,7 @@ async def make_batch(
     gen: Generation, datatype: str, phase: str, size: int, job: Regeneration | None = None
 ) -> BatchRecord:
     """One request (with retries) and its checked rows; failures become a failed record."""
+    await gen.quotas.refresh(gen.store, datatype)
     plan = plan_batch(gen, datatype, phase, size, job)
     try:
         result = await send(gen, plan)
