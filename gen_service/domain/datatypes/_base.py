@@ -504,8 +504,8 @@ def steered_rotation(
         while point < cumulative and len(picks) < n:
             picks.append(option)
             point += 1
-    while len(picks) < n:  # rounding at the far end
-        picks.append(order[-1])
+    while len(picks) < n:  # a rounding error at the far end: give it to the heaviest
+        picks.append(max(zip(share, order, strict=True))[1])
     rng.shuffle(picks)
     return picks
 
