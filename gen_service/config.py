@@ -464,7 +464,7 @@ def check_templates(cfg: Config) -> None:
         library.render(
             spec,
             batch_size=dtc.batch_size,
-            contexts=spec.sample_contexts(rng, dtc.batch_size),
+            contexts=spec.sample_contexts(rng, dtc.batch_size, facets=library.facets),
             rng=rng,
         )
 

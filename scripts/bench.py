@@ -122,9 +122,8 @@ async def _bare_loop(url: str, samples: int) -> float:
     spec = REGISTRY[DATATYPE]
     library = load_prompt_library(ROOT / "prompts", [DATATYPE])
     rng = random.Random(0)
-    prompt = library.render(
-        spec, batch_size=BATCH, contexts=spec.sample_contexts(rng, BATCH), rng=rng
-    )
+    contexts = spec.sample_contexts(rng, BATCH, facets=library.facets)
+    prompt = library.render(spec, batch_size=BATCH, contexts=contexts, rng=rng)
     body = {
         "model": "qwen3:8b",
         "messages": [

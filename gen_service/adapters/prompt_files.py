@@ -6,6 +6,8 @@ Layout (``[service].prompts_dir``)::
     <type>.j2                  one user prompt template per data type
     examples/<type>.jsonl      few-shot examples: one JSON object per line; blank lines and
                                lines starting with // are ignored
+    facets/                    the lists briefs are sampled from (see facet_files.py and
+                               facets/README.md)
 
 Every example must validate against its data type's model and pass its checks: a broken
 example would teach the model the very mistakes the checks reject. Problems become a
@@ -21,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gen_service.adapters.facet_files import load_facet_library
 from gen_service.domain.checking import check
 from gen_service.domain.datatypes import DataTypeSpec
 from gen_service.domain.datatypes import get as get_datatype
@@ -33,8 +36,8 @@ _COMMENT = "//"
 
 
 def load_prompt_library(prompts_dir: Path, datatypes: Iterable[str]) -> PromptLibrary:
-    """Read the system template, each data type's template and examples, and check that every
-    template renders."""
+    """Read the system template, each data type's template and examples and the facet lists,
+    and check that every template renders with briefs drawn from those lists."""
     specs = [_spec(name) for name in datatypes]
     if not prompts_dir.is_dir():
         raise ConfigError(
@@ -52,7 +55,10 @@ def load_prompt_library(prompts_dir: Path, datatypes: Iterable[str]) -> PromptLi
         for spec in specs
     }
     library = PromptLibrary(
-        templates, examples, sources={name: str(path) for name, path in sources.items()}
+        templates,
+        examples,
+        sources={name: str(path) for name, path in sources.items()},
+        facets=load_facet_library(prompts_dir),
     )
     library.check_renders(specs)
     return library

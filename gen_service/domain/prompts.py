@@ -41,6 +41,7 @@ from jinja2 import (
 
 from gen_service.domain.content import STOCK_PHRASES
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
+from gen_service.domain.facets import FacetLibrary
 from gen_service.errors import ConfigError
 
 SYSTEM = "system"
@@ -72,9 +73,11 @@ def example_id(datatype: str, example: Mapping[str, Any]) -> str:
 
 
 class PromptLibrary:
-    """The system template, one template per data type and their few-shot examples.
+    """The system template, one template per data type, their few-shot examples and the facet
+    lists the briefs are drawn from.
 
-    ``sources`` optionally maps a template name to the file it came from, for error messages."""
+    ``sources`` optionally maps a template name to the file it came from, for error messages;
+    ``facets`` is the library loaded with the prompts (None: the shipped lists)."""
 
     def __init__(
         self,
@@ -82,7 +85,9 @@ class PromptLibrary:
         examples: Mapping[str, Sequence[Mapping[str, Any]]],
         *,
         sources: Mapping[str, str] | None = None,
+        facets: FacetLibrary | None = None,
     ) -> None:
+        self.facets = facets
         self._sources = dict(sources or {})
         self._texts = dict(templates)
         if SYSTEM not in templates:
@@ -178,7 +183,7 @@ class PromptLibrary:
                 self.render(
                     datatype,
                     batch_size=2,
-                    contexts=datatype.sample_contexts(rng, 2),
+                    contexts=datatype.sample_contexts(rng, 2, facets=self.facets),
                     rng=rng,
                     refinement=refinement,
                 )

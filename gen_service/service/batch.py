@@ -29,6 +29,7 @@ from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
 from gen_service.domain.dedup import content_hash
+from gen_service.domain.facets import steer
 from gen_service.domain.parsing import (
     InvalidItem,
     ParsedBatch,
@@ -89,7 +90,14 @@ def plan_batch(
     dtc = gen.cfg.datatypes[datatype]
     spec = REGISTRY[datatype]
     rng = random.Random(gen.rng.getrandbits(64))
-    contexts = job.briefs if job is not None else spec.sample_contexts(rng, size)
+    if job is not None:
+        contexts = job.briefs
+    else:
+        # Quota steering: the categories furthest below an even share of the accepted samples
+        # get more of the new briefs (counts from gen.quotas, refreshed by make_batch).
+        facets = gen.library.facets
+        weights = steer(spec.categories(facets), gen.quotas.counts(datatype))
+        contexts = spec.sample_contexts(rng, size, facets=facets, weights=weights)
     # Few-shot examples rotate every ROTATE_EVERY batches of a type, so the prompt's static
     # prefix (system text, instructions, examples) repeats and the server's cache is reused.
     counter = gen.requests.get(datatype, 0)
@@ -323,6 +331,7 @@ async def make_batch(
 ) -> BatchRecord:
     """One batch (one or more requests) and its checked rows; a batch none of whose requests
     succeeded becomes a failed record, and one cut short keeps what it got."""
+    await gen.quotas.refresh(gen.store, datatype)
     plan = plan_batch(gen, datatype, phase, size, job)
     exchange = Exchange()
     failure: str | None = None

@@ -24,6 +24,7 @@ from gen_service.service.batch import crashed_record, estimate_for, make_batch
 from gen_service.service.board import ProgressBoard
 from gen_service.service.clock import Clock
 from gen_service.service.gate import BackendGate, GateState
+from gen_service.service.quotas import QuotaCounts
 from gen_service.service.regeneration import Regeneration, Regenerations
 from gen_service.service.writer import PendingBatch, PendingWrite
 
@@ -51,6 +52,7 @@ class Generation:
     requests: dict[str, int] = field(default_factory=dict)  # batches planned, per data type
     # Token estimates per (data type, model): how requests are sized (domain/budget.py).
     budgets: dict[tuple[str, str], Estimate] = field(default_factory=dict)
+    quotas: QuotaCounts = field(default_factory=QuotaCounts)  # accepted per quota key, cached
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
         if model not in self.limiters:

@@ -168,3 +168,28 @@ def test_utc_offset_modifier() -> None:
     assert utc_offset_modifier(berlin, winter) == "+60 minutes"
     assert utc_offset_modifier(berlin, summer) == "+120 minutes"
     assert utc_offset_modifier(dt.UTC, winter) == "+0 minutes"
+
+
+async def test_accepted_per_quota_counts_only_accepted_samples_of_the_type(tmp_path: Path) -> None:
+    """Accepted samples per quota key for one type: rejected, duplicate, keyless and other
+    types' samples are left out."""
+
+    def keyed(h: str, key: str | None, status: str = "accepted") -> SampleRow:
+        return SampleRow("personality_traits", status, "{}", content_hash=h, quota_key=key)  # type: ignore[arg-type]
+
+    other = SampleRow("tension_building", "accepted", "{}", content_hash="t", quota_key="openness")
+    async with Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run(version="t", config_path="c", mode="sequential")
+        rows = (
+            keyed("a", "openness"),
+            keyed("b", "openness"),
+            keyed("c", "neuroticism"),
+            keyed("a", "neuroticism"),  # a duplicate of "a": does not count
+            keyed("d", "openness", "rejected"),
+            keyed("e", None),
+        )
+        await store.commit_batch(run.run_id, batch(*rows))
+        await store.commit_batch(run.run_id, batch(other))
+        counts = await store.accepted_per_quota("personality_traits")
+        assert counts == {"openness": 2, "neuroticism": 1}
+        assert await store.accepted_per_quota("dramatic_irony") == {}

@@ -9,6 +9,7 @@ refused as a copy of them. A review puts them back (``accepted``) or rejects the
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 
 import aiosqlite
 import anyio
+
+from gen_service.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,19 @@ class QualityQueries:
             tuple(datatypes),
         )
         return int(rows[0][0])
+
+    async def accepted_per_quota(self, datatype: str) -> dict[str, int]:
+        """Accepted samples of ``datatype`` per quota key (what quota steering balances);
+        samples without a key are left out."""
+        try:
+            rows = await self._rows(
+                "SELECT quota_key, COUNT(*) FROM samples WHERE datatype = ?"
+                " AND status = 'accepted' AND quota_key IS NOT NULL GROUP BY quota_key",
+                (datatype,),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot count accepted samples per quota key: {exc}") from exc
+        return {str(key): int(count) for key, count in rows}
 
     async def commit_judgments(
         self,

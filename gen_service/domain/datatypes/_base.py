@@ -4,8 +4,10 @@ A data type is one module under ``domain/datatypes/`` exporting ``SPEC: DataType
 registry in ``__init__`` lists them. Adding a sixth type is one new file and one registry line.
 
 Shared here: the OCEAN sub-model and character profile several types embed, the check helpers
-(placeholder detection, text similarity) and the sampling helpers (names, OCEAN profiles,
-stratified rotation) the context samplers use.
+(placeholder detection, text similarity) and the sampling helpers (names, OCEAN profiles in
+several shapes, dominant-trait profiles with a chosen lead, stratified rotation, steered
+rotation) the context samplers use. The samplers draw their material from a
+:class:`~gen_service.domain.facets.FacetLibrary` (the files under ``prompts/facets/``).
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from types import MappingProxyType
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gen_service.domain.content import TextRule
+from gen_service.domain.facets import FacetFile, FacetLibrary, is_even
 
 # A check takes one validated sample and returns the problems it found (empty: passes).
 Check = Callable[[Any], list[str]]
 
 T = TypeVar("T")
+S = TypeVar("S", bound=str)
 
 
 class SampleModel(BaseModel):
@@ -138,6 +143,45 @@ def hide(payload: Mapping[str, Any], *paths: str) -> dict[str, Any]:
     return out
 
 
+class Sampler(Protocol):
+    """A data type's context sampler: ``n`` briefs drawn from ``facets`` (None: the shipped
+    lists), the steered facet weighted by ``weights`` (quota key -> weight, from
+    :func:`~gen_service.domain.facets.steer`; None or even: plain rotation). Deterministic for
+    a given ``rng`` state, library and weights."""
+
+    def __call__(
+        self,
+        rng: random.Random,
+        n: int,
+        *,
+        facets: FacetLibrary | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> list[ItemContext]: ...
+
+
+class CategoriesOf(Protocol):
+    """The quota keys a sampler can produce from a facet library (None: the shipped one): the
+    cells that quotas steer and coverage counts."""
+
+    def __call__(self, facets: FacetLibrary | None = None) -> list[str]: ...
+
+
+class FacetCellsOf(Protocol):
+    """Per facet of the brief (its key in ``ItemContext.facets``), every value the sampler can
+    write there, exactly as the brief stores it: the denominators of facet coverage. Facets
+    drawn from numbers (capacities, scores, ages, names) are left out."""
+
+    def __call__(self, facets: FacetLibrary | None = None) -> dict[str, list[str]]: ...
+
+
+def _no_categories(facets: FacetLibrary | None = None) -> list[str]:
+    return []
+
+
+def _no_cells(facets: FacetLibrary | None = None) -> dict[str, list[str]]:
+    return {}
+
+
 @dataclass(frozen=True, slots=True)
 class DataTypeSpec:
     name: str  # registry key, e.g. "emotional_authenticity"
@@ -145,7 +189,7 @@ class DataTypeSpec:
     description: str  # one paragraph: what a sample teaches the game's model
     model: type[SampleModel]  # one sample
     checks: Sequence[Check]  # generation-time checks beyond the schema
-    sample_contexts: Callable[[random.Random, int], list[ItemContext]]  # one brief per item
+    sample_contexts: Sampler  # one brief per item
     text_for_dedup: Callable[[Any], str]  # the prose a near-duplicate check compares
     # Content rules of free-text fields that differ from "prose, 3 words" (see domain/content).
     text_rules: Mapping[str, TextRule] = field(default_factory=dict)
@@ -153,6 +197,12 @@ class DataTypeSpec:
     brief_checks: Sequence[BriefCheck] = ()
     # How the judge sees it; None: the whole sample, no labels.
     judge: JudgeSpec | None = None
+    # The facet files under prompts/facets/ its sampler reads (names are shared by all types).
+    facet_files: Sequence[FacetFile] = ()
+    # The quota keys its sampler can produce, e.g. the situation categories.
+    categories: CategoriesOf = _no_categories
+    # Every value of each list-drawn facet of its briefs, as stored (for coverage reports).
+    facet_cells: FacetCellsOf = _no_cells
 
 
 # --- shared sub-models ----------------------------------------------------------------------
@@ -299,29 +349,26 @@ def join_prose(*parts: str) -> str:
 
 # --- sampling helpers -----------------------------------------------------------------------
 
-_FIRST_NAMES = (
-    "Amara", "Tomás", "Mei", "Oluwaseun", "Ingrid", "Rahul", "Siobhán", "Kwame", "Yuki",
-    "Leilani", "Dmitri", "Fatima", "Mateo", "Aroha", "Nadia", "Joon-ho", "Priya", "Declan",
-    "Zainab", "Henrik", "Ximena", "Tariq", "Elif", "Kofi", "Marisol", "Bao", "Saoirse",
-    "Ayodele", "Lucía", "Arjun", "Hana", "Emeka", "Vesna", "Ravi", "Ngozi", "Pilar", "Sven",
-    "Thandiwe", "Kenji", "Roisin", "Anaïs", "Farid", "Malia", "Bogdan", "Esperanza", "Idris",
-    "Wren", "Lorenzo", "Noa", "Chidi", "Greta", "Santiago", "Ama", "Jae", "Margit", "Omar",
-    "Tuğba", "Callum", "Inés", "Tevita", "Rosa", "Anton", "Keziah", "Hamid", "Odette", "Niamh",
-    "Ezra", "Paloma", "Sipho", "Lin", "Magnus", "Dalia", "Ife", "Corin", "Yara", "Stellan",
-)  # fmt: skip
-_SURNAMES = (
-    "Okafor", "Reyes", "Lindqvist", "Nakamura", "Haddad", "Kowalski", "Mensah", "Ó Briain",
-    "Castillo", "Ivanova", "Tanaka", "Adeyemi", "Moreau", "Bakshi", "Novak", "Papadopoulos",
-    "Ferreira", "Nguyen", "Abara", "Halvorsen", "Quispe", "Rahimi", "Brennan", "Kaya",
-    "Mbeki", "Sato", "Delgado", "Whitfield", "Osei", "Petrov", "Sandoval", "Achterberg",
-    "Kahananui", "Farouk", "Lund", "Chatterjee", "Varga", "Okoye", "Romano", "Park", "Bianchi",
-    "Tembo", "Gallagher", "Yilmaz", "Ortega", "Strand", "Banerjee", "Hirano", "Mwangi",
-)  # fmt: skip
+FIRST_NAMES = FacetFile("shared/first_names", "first names from many cultures")
+SURNAMES = FacetFile("shared/surnames", "surnames from many cultures")
+SHARED_FACET_FILES = (FIRST_NAMES, SURNAMES)
 
 
-def sample_name(rng: random.Random) -> str:
-    """A full name drawn from a culturally diverse pool."""
-    return f"{rng.choice(_FIRST_NAMES)} {rng.choice(_SURNAMES)}"
+def default_facets() -> FacetLibrary:
+    """The facet lists shipped with gen-service, read once.
+
+    The one place the domain reaches for files, and only for callers that pass no library
+    (tests, the benchmark, a template check): the service passes the library it loaded from
+    ``[service].prompts_dir`` with the prompts."""
+    from gen_service.adapters.facet_files import shipped_facet_library
+
+    return shipped_facet_library()
+
+
+def sample_name(rng: random.Random, facets: FacetLibrary | None = None) -> str:
+    """A full name drawn from culturally diverse first names and surnames."""
+    lib = facets or default_facets()
+    return f"{rng.choice(lib.items(FIRST_NAMES.name))} {rng.choice(lib.items(SURNAMES.name))}"
 
 
 def sample_ocean(rng: random.Random, *, high: OceanTrait | None = None) -> dict[OceanTrait, float]:
@@ -343,6 +390,78 @@ def sample_ocean(rng: random.Random, *, high: OceanTrait | None = None) -> dict[
     return profile
 
 
+# The shapes a character's profile is drawn in, with the words the brief uses for each. Real
+# people are not one trait and four middling ones: some are flat, some low across the board,
+# some have two strong traits pulling against each other.
+OceanShape = Literal["mixed", "flat", "all_low", "all_high", "one_high", "two_high", "one_low"]
+OCEAN_SHAPES: Mapping[OceanShape, str] = MappingProxyType(
+    {
+        "mixed": "mixed: each trait low, middling or high",
+        "flat": "flat: no trait stands out",
+        "all_low": "low across the board",
+        "all_high": "high across the board",
+        "one_high": "one trait far above the rest",
+        "two_high": "two traits high, the rest low",
+        "one_low": "one trait far below the rest",
+    }
+)
+
+
+def sample_ocean_shape(rng: random.Random, shape: OceanShape) -> dict[OceanTrait, float]:
+    """A Big Five profile of the given ``shape`` (see :data:`OCEAN_SHAPES`), in hundredths."""
+    if shape == "mixed":
+        return sample_ocean(rng)
+    traits = list(OCEAN_TRAITS)
+    if shape == "flat":
+        centre = rng.randint(20, 80)
+        return {t: rng.randint(centre - 6, centre + 6) / 100 for t in traits}
+    if shape == "all_low":
+        return {t: rng.randint(3, 30) / 100 for t in traits}
+    if shape == "all_high":
+        return {t: rng.randint(70, 97) / 100 for t in traits}
+    picked = rng.sample(traits, 2 if shape == "two_high" else 1)
+    if shape == "one_high":
+        high, rest = (75, 97), (10, 50)
+    elif shape == "two_high":
+        high, rest = (70, 97), (5, 45)
+    else:  # one_low
+        high, rest = (3, 20), (50, 90)
+    return {t: rng.randint(*(high if t in picked else rest)) / 100 for t in traits}
+
+
+# How far the dominant trait of a personality brief leads the next one, in hundredths: from a
+# lead a careful reader has to weigh to one that defines the character.
+DOMINANT_LEADS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {
+        "slight": (2, 5),
+        "modest": (6, 12),
+        "clear": (13, 25),
+        "strong": (26, 45),
+        "overwhelming": (46, 80),
+    }
+)
+
+
+def sample_dominant_profile(
+    rng: random.Random, dominant: OceanTrait, lead: str
+) -> dict[OceanTrait, float]:
+    """A Big Five profile where ``dominant`` leads the next trait by a margin drawn from the
+    ``lead`` band of :data:`DOMINANT_LEADS`; the other four spread from 0 to just under it."""
+    margin = rng.randint(*DOMINANT_LEADS[lead])
+    second = rng.randint(10, 99 - margin)  # the runner-up, in hundredths
+    others = [t for t in OCEAN_TRAITS if t != dominant]
+    runner_up = rng.choice(others)
+    profile: dict[OceanTrait, float] = {}
+    for trait in OCEAN_TRAITS:
+        if trait == dominant:
+            profile[trait] = (second + margin) / 100
+        elif trait == runner_up:
+            profile[trait] = second / 100
+        else:
+            profile[trait] = rng.randint(0, second) / 100
+    return profile
+
+
 def describe_ocean(profile: Mapping[OceanTrait, float]) -> str:
     """``openness 0.72, conscientiousness 0.31, ...`` for an item brief."""
     return ", ".join(f"{trait} {profile[trait]:.2f}" for trait in OCEAN_TRAITS)
@@ -357,3 +476,49 @@ def rotation(rng: random.Random, options: Sequence[T], n: int) -> list[T]:
         rng.shuffle(cycle)
         picks.extend(cycle)
     return picks[:n]
+
+
+def steered_rotation(
+    rng: random.Random, options: Sequence[S], n: int, weights: Mapping[str, float] | None
+) -> list[S]:
+    """:func:`rotation` when ``weights`` are absent or even; otherwise ``n`` picks whose counts
+    follow the weights as closely as whole numbers allow, in a shuffled order.
+
+    Systematic sampling: each option gets the floor or the ceiling of ``n * weight``, the
+    ceiling with the probability of the fraction, so the counts are right on average and never
+    far off within a batch (designed spread, steered)."""
+    if is_even(weights, options):
+        return rotation(rng, options, n)
+    assert weights is not None
+    order = list(options)
+    rng.shuffle(order)  # no option is favoured by its place in the list
+    share = [max(0.0, weights.get(option, 0.0)) for option in order]
+    total = sum(share)
+    if total <= 0:
+        return rotation(rng, options, n)
+    picks: list[S] = []
+    point = rng.random()  # the first of n evenly spaced points on the cumulative weights
+    cumulative = 0.0
+    for option, weight in zip(order, share, strict=True):
+        cumulative += n * weight / total
+        while point < cumulative and len(picks) < n:
+            picks.append(option)
+            point += 1
+    while len(picks) < n:  # a rounding error at the far end: give it to the heaviest
+        picks.append(max(zip(share, order, strict=True))[1])
+    rng.shuffle(picks)
+    return picks
+
+
+def steered_choice(
+    rng: random.Random, options: Sequence[S], weights: Mapping[str, float] | None
+) -> S:
+    """One of ``options``: uniform when ``weights`` are absent or even among them, weighted
+    otherwise."""
+    if is_even(weights, options):
+        return rng.choice(options)
+    assert weights is not None
+    share = [max(0.0, weights.get(option, 0.0)) for option in options]
+    if sum(share) <= 0:
+        return rng.choice(options)
+    return rng.choices(options, weights=share)[0]

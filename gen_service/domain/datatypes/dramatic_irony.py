@@ -6,6 +6,7 @@ can flatten it into three training examples.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from itertools import combinations
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ from pydantic import Field
 
 from gen_service.domain.content import NAME, TextRule, leaked_share, salient_words
 from gen_service.domain.datatypes._base import (
+    OCEAN_SHAPES,
     CharacterProfile,
     DataTypeSpec,
     ItemContext,
@@ -20,6 +22,7 @@ from gen_service.domain.datatypes._base import (
     LabelResult,
     Pin,
     SampleModel,
+    default_facets,
     describe_ocean,
     jaccard,
     join_prose,
@@ -27,8 +30,10 @@ from gen_service.domain.datatypes._base import (
     rotation,
     same_text,
     sample_name,
-    sample_ocean,
+    sample_ocean_shape,
+    steered_rotation,
 )
+from gen_service.domain.facets import FacetFile, FacetLibrary
 
 
 class IronyCharacter(CharacterProfile):
@@ -206,51 +211,66 @@ GAP_KINDS: dict[str, str] = {
     "unrequited_feeling": "someone's feelings for the character are not what the character thinks",
 }
 
-SETTINGS = (
-    "a wedding rehearsal dinner",
-    "a fishing boat before dawn",
-    "a night shift in a hospital ward",
-    "a family restaurant at closing time",
-    "a mountain hut in a snowstorm",
-    "a campaign office on election night",
-    "a school reunion",
-    "a rooftop garden in a crowded city",
-    "a village festival",
-    "a lighthouse keeper's cottage",
-    "a touring band's van",
-    "a refugee centre's kitchen",
-    "a chess club tournament",
-    "a small-town police station",
-    "a university lab the night before a deadline",
-    "a space station's galley",
-    "a border market",
-    "a funeral home's reception room",
+TRUTHS = FacetFile(
+    "dramatic_irony/gaps",
+    "a concrete truth the player knows and the character does not",
+    tuple(GAP_KINDS),
 )
+WHO_KNOWS = FacetFile(
+    "dramatic_irony/who_knows", "who knows the truth and keeps it from the character"
+)
+GENRES = FacetFile("dramatic_irony/genres", "the genre or mode of the scene")
+SETTINGS = FacetFile("dramatic_irony/settings", "where and when the scene takes place")
+FACET_FILES = (TRUTHS, WHO_KNOWS, GENRES, SETTINGS)
 
 TENSION_TARGETS = {
     "0.55-0.70 (simmering)": (0.55, 0.70),
     "0.70-0.85 (high)": (0.70, 0.85),
     "0.85-1.00 (unbearable)": (0.85, 1.00),
 }
+_SHAPES = tuple(OCEAN_SHAPES)
 
 
-def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
-    """One brief per item: knowledge-gap kinds rotated, settings, characters and tension
-    targets varied."""
-    gaps = rotation(rng, tuple(GAP_KINDS), n)
+def _gap_kind(gap: str) -> str:
+    return f"{GAP_KINDS[gap]} ({gap.replace('_', ' ')})"
+
+
+def sample_contexts(
+    rng: random.Random,
+    n: int,
+    *,
+    facets: FacetLibrary | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> list[ItemContext]:
+    """One brief per item: knowledge-gap kinds rotated (steered by ``weights``), each with a
+    concrete truth of its kind, who keeps it, a genre and a setting; characters in varied
+    personality shapes and tension targets rotated."""
+    lib = facets or default_facets()
+    truths = lib.groups(TRUTHS.name)
+    gaps = steered_rotation(rng, tuple(GAP_KINDS), n, weights)
     tensions = rotation(rng, tuple(TENSION_TARGETS), n)
-    settings = rotation(rng, SETTINGS, n)
+    settings = rotation(rng, lib.items(SETTINGS.name), n)
+    holders = rotation(rng, lib.items(WHO_KNOWS.name), n)
+    genres = rotation(rng, lib.items(GENRES.name), n)
+    shapes = rotation(rng, _SHAPES, n)
     contexts: list[ItemContext] = []
-    for gap, tension, setting in zip(gaps, tensions, settings, strict=True):
-        name = sample_name(rng)
+    for gap, tension, setting, holder, genre, shape in zip(
+        gaps, tensions, settings, holders, genres, shapes, strict=True
+    ):
+        truth = rng.choice(truths[gap])
+        name = sample_name(rng, lib)
         capacity = rng.randint(1, 10)
-        ocean = sample_ocean(rng)
-        facets = {
-            "knowledge_gap_kind": f"{GAP_KINDS[gap]} ({gap.replace('_', ' ')})",
+        ocean = sample_ocean_shape(rng, shape)
+        brief = {
+            "knowledge_gap_kind": _gap_kind(gap),
+            "the_truth_the_player_knows": truth,
+            "who_knows_it": holder,
+            "genre": genre,
             "setting": setting,
             "character": name,
             "emotional_capacity": f"{capacity}/10",
             "personality": describe_ocean(ocean),
+            "personality_shape": OCEAN_SHAPES[shape],
             "target_tension": tension,
         }
         pins = {
@@ -259,8 +279,27 @@ def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
             **{f"character.ocean.{trait}": Pin.exactly(value) for trait, value in ocean.items()},
             "tension": Pin.between(*TENSION_TARGETS[tension]),
         }
-        contexts.append(ItemContext(facets=facets, quota_key=gap, pins=pins))
+        contexts.append(ItemContext(facets=brief, quota_key=gap, pins=pins))
     return contexts
+
+
+def categories(facets: FacetLibrary | None = None) -> list[str]:
+    """The knowledge-gap kinds: the quota keys."""
+    return list(GAP_KINDS)
+
+
+def facet_cells(facets: FacetLibrary | None = None) -> dict[str, list[str]]:
+    """Every value the list-drawn facets of a brief can take, as the brief stores it."""
+    lib = facets or default_facets()
+    return {
+        "knowledge_gap_kind": [_gap_kind(gap) for gap in GAP_KINDS],
+        "the_truth_the_player_knows": list(lib.items(TRUTHS.name)),
+        "who_knows_it": list(lib.items(WHO_KNOWS.name)),
+        "genre": list(lib.items(GENRES.name)),
+        "setting": list(lib.items(SETTINGS.name)),
+        "personality_shape": list(OCEAN_SHAPES.values()),
+        "target_tension": list(TENSION_TARGETS),
+    }
 
 
 def text_for_dedup(sample: DramaticIronySample) -> str:
@@ -358,4 +397,7 @@ SPEC = DataTypeSpec(
     text_for_dedup=text_for_dedup,
     text_rules=TEXT_RULES,
     judge=JUDGE,
+    facet_files=FACET_FILES,
+    categories=categories,
+    facet_cells=facet_cells,
 )

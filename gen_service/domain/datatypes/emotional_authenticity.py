@@ -6,12 +6,14 @@ care. The core of the game's realism (memo priority 1).
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
 
 from gen_service.domain.content import NAME, TextRule
 from gen_service.domain.datatypes._base import (
+    OCEAN_SHAPES,
     CharacterProfile,
     DataTypeSpec,
     ItemContext,
@@ -19,14 +21,17 @@ from gen_service.domain.datatypes._base import (
     LabelResult,
     Pin,
     SampleModel,
+    default_facets,
     describe_ocean,
     join_prose,
     placeholder_problems,
     rotation,
     same_text,
     sample_name,
-    sample_ocean,
+    sample_ocean_shape,
+    steered_rotation,
 )
+from gen_service.domain.facets import FacetFile, FacetLibrary
 
 SupportLevel = Literal["none", "minimal", "partial", "full"]
 FailureMode = Literal[
@@ -139,121 +144,44 @@ CHECKS = (
 
 # --- context sampler ------------------------------------------------------------------------
 
-SITUATIONS: dict[str, tuple[str, ...]] = {
-    "grief": (
-        "their father died nine days ago and the funeral is tomorrow",
-        "their dog of fourteen years was put down this morning",
-        "it is the first anniversary of their sister's death",
-    ),
-    "job_loss": (
-        "they were laid off by video call an hour ago",
-        "their small bakery is closing after six years",
-        "they were fired for a mistake that was not entirely theirs",
-    ),
-    "betrayal": (
-        "they found out their partner has been lying about money for a year",
-        "their closest friend repeated a secret to the whole group",
-        "a business partner quietly took their clients",
-    ),
-    "illness": (
-        "they just got a biopsy result that needs more tests",
-        "their chronic pain flared and they cancelled their own birthday",
-        "their mother was diagnosed with early dementia",
-    ),
-    "celebration": (
-        "they got into the program they had been rejected from twice",
-        "they are finally engaged and want someone to be excited with them",
-        "their first novel sold, and they are giddy and frightened",
-    ),
-    "conflict": (
-        "they had a screaming fight with their teenage son",
-        "their landlord is threatening eviction over a noise complaint",
-        "they are being blamed at work for a failed project",
-    ),
-    "loneliness": (
-        "they moved to a new city and have spoken to no one in a week",
-        "everyone forgot their birthday",
-        "they feel invisible since their friends all had children",
-    ),
-    "breakup": (
-        "their partner of seven years left with a two-line message",
-        "they ended a relationship they still love",
-        "their ex is already engaged to someone else",
-    ),
-    "failure": (
-        "they failed the bar exam for the second time",
-        "their startup's last investor pulled out",
-        "they froze on stage during the recital they practised for all year",
-    ),
-    "fear": (
-        "they have a court hearing tomorrow about custody",
-        "they are about to have surgery and cannot stop shaking",
-        "they think someone has been following them home",
-    ),
-    "shame": (
-        "they relapsed after two years sober",
-        "they said something cruel at a family dinner and everyone saw",
-        "they were caught cheating on a certification exam",
-    ),
-    "money_trouble": (
-        "their car was repossessed and they cannot get to work",
-        "they owe rent in three days and are short by half",
-        "their gambling debt just came out",
-    ),
-    "family_crisis": (
-        "their younger brother was arrested last night",
-        "their parents announced a divorce after thirty years",
-        "their daughter has stopped speaking to them",
-    ),
-    "caregiver_burnout": (
-        "they have looked after their sick father alone for months and just snapped at him",
-        "their autistic son had a meltdown in public and strangers filmed it",
-        "they have not slept a full night since the twins were born",
-    ),
-    "identity": (
-        "they just came out to their religious parents and it went badly",
-        "they were passed over again and suspect it is because of their accent",
-        "they realise they chose a career to please their mother and hate it",
-    ),
-}
-
-RELATIONSHIPS = (
-    "older sibling",
-    "younger sibling",
-    "coworker",
-    "ex-partner",
-    "neighbour",
-    "best friend",
-    "parent",
-    "adult child",
-    "roommate",
-    "mentor",
-    "new friend",
-    "spouse",
-    "in-law",
-    "teammate",
-    "manager",
-    "childhood friend",
-    "cousin",
-    "friend from an online game",
+# The situation categories are the quota keys: each line of situations.txt sits under one.
+SITUATION_CATEGORIES: tuple[str, ...] = (
+    "grief",
+    "job_loss",
+    "betrayal",
+    "illness",
+    "celebration",
+    "conflict",
+    "loneliness",
+    "breakup",
+    "failure",
+    "fear",
+    "shame",
+    "money_trouble",
+    "family_crisis",
+    "caregiver_burnout",
+    "identity",
 )
+CapacityBand = Literal["low", "mid", "high"]
+CAPACITY_BANDS: tuple[CapacityBand, ...] = ("low", "mid", "high")
 
-WHERE = (
-    "a phone call after midnight",
-    "a text thread",
-    "a hospital car park",
-    "the kitchen while dinner burns",
-    "a crowded party",
-    "the break room at work",
-    "a long car drive",
-    "a doorstep in the rain",
-    "a video call with bad signal",
-    "a laundromat",
-    "a bench outside a courthouse",
-    "the sidelines of a kids' football match",
+SITUATIONS = FacetFile(
+    "emotional_authenticity/situations",
+    "what has happened to the person who needs support",
+    SITUATION_CATEGORIES,
 )
+OTHER_PEOPLE = FacetFile(
+    "emotional_authenticity/other_people", "who the other person is to the character"
+)
+PLACES = FacetFile("emotional_authenticity/places", "where the moment happens")
+CAPACITY_REASONS = FacetFile(
+    "emotional_authenticity/capacity_reasons",
+    "what in the character's own life sets their capacity today",
+    CAPACITY_BANDS,
+)
+FACET_FILES = (SITUATIONS, OTHER_PEOPLE, PLACES, CAPACITY_REASONS)
 
-_CAPACITY_BANDS = ((1, 3), (4, 7), (8, 10))
+_CAPACITY_RANGES = ((1, 3), (4, 7), (8, 10))
 _FAILURE_HINTS: tuple[FailureMode, ...] = (
     "deflection",
     "withdrawal",
@@ -266,41 +194,82 @@ _FAILURE_HINTS: tuple[FailureMode, ...] = (
     "toxic_positivity",
     "numbness",
 )
+_SHAPES = tuple(OCEAN_SHAPES)
 
 
-def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
-    """One brief per item: capacities stratified over low, mid and high, varied people and
-    situations, and a failure mode to explore for characters below full strength."""
-    bands = rotation(rng, _CAPACITY_BANDS, n)
-    categories = rotation(rng, tuple(SITUATIONS), n)
+def _situation(text: str, category: str) -> str:
+    return f"{text} ({category.replace('_', ' ')})"
+
+
+def sample_contexts(
+    rng: random.Random,
+    n: int,
+    *,
+    facets: FacetLibrary | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> list[ItemContext]:
+    """One brief per item: capacities stratified over low, mid and high with a seed for what
+    sets them, situation categories rotated (steered by ``weights``), varied people, places and
+    personality shapes, and a failure mode to explore for characters below full strength."""
+    lib = facets or default_facets()
+    situations = lib.groups(SITUATIONS.name)
+    reasons = lib.groups(CAPACITY_REASONS.name)
+    ranges = rotation(rng, _CAPACITY_RANGES, n)
+    categories = steered_rotation(rng, SITUATION_CATEGORIES, n, weights)
     failures = rotation(rng, _FAILURE_HINTS, n)
-    relationships = rotation(rng, RELATIONSHIPS, n)
-    places = rotation(rng, WHERE, n)
+    relationships = rotation(rng, lib.items(OTHER_PEOPLE.name), n)
+    places = rotation(rng, lib.items(PLACES.name), n)
+    shapes = rotation(rng, _SHAPES, n)
     contexts: list[ItemContext] = []
-    for band, category, failure, relationship, place in zip(
-        bands, categories, failures, relationships, places, strict=True
+    for span, category, failure, relationship, place, shape in zip(
+        ranges, categories, failures, relationships, places, shapes, strict=True
     ):
-        capacity = rng.randint(*band)
-        situation = rng.choice(SITUATIONS[category])
-        name = sample_name(rng)
-        ocean = sample_ocean(rng)
-        facets: dict[str, str] = {
+        capacity = rng.randint(*span)
+        situation = rng.choice(situations[category])
+        reason = rng.choice(reasons[capacity_band(capacity)])
+        name = sample_name(rng, lib)
+        ocean = sample_ocean_shape(rng, shape)
+        brief: dict[str, str] = {
             "character": name,
             "emotional_capacity": f"{capacity}/10",
+            "today_in_their_own_life": reason,
             "personality": describe_ocean(ocean),
+            "personality_shape": OCEAN_SHAPES[shape],
             "the_other_person": f"their {relationship}",
-            "situation": f"{situation} ({category.replace('_', ' ')})",
+            "situation": _situation(situation, category),
             "where": place,
         }
         if capacity <= 6:
-            facets["if_they_fall_short_explore"] = failure.replace("_", " ")
+            brief["if_they_fall_short_explore"] = failure.replace("_", " ")
         pins = {
             "character.name": Pin.exactly(name),
             "emotional_capacity": Pin.exactly(capacity),
             **{f"character.ocean.{trait}": Pin.exactly(value) for trait, value in ocean.items()},
         }
-        contexts.append(ItemContext(facets=facets, quota_key=category, pins=pins))
+        contexts.append(ItemContext(facets=brief, quota_key=category, pins=pins))
     return contexts
+
+
+def categories(facets: FacetLibrary | None = None) -> list[str]:
+    """The situation categories: the quota keys."""
+    return list(SITUATION_CATEGORIES)
+
+
+def facet_cells(facets: FacetLibrary | None = None) -> dict[str, list[str]]:
+    """Every value the list-drawn facets of a brief can take, as the brief stores it."""
+    lib = facets or default_facets()
+    return {
+        "today_in_their_own_life": list(lib.items(CAPACITY_REASONS.name)),
+        "personality_shape": list(OCEAN_SHAPES.values()),
+        "the_other_person": [f"their {r}" for r in lib.items(OTHER_PEOPLE.name)],
+        "situation": [
+            _situation(text, category)
+            for category, texts in lib.groups(SITUATIONS.name).items()
+            for text in texts
+        ],
+        "where": list(lib.items(PLACES.name)),
+        "if_they_fall_short_explore": [f.replace("_", " ") for f in _FAILURE_HINTS],
+    }
 
 
 def text_for_dedup(sample: EmotionalAuthenticitySample) -> str:
@@ -329,7 +298,6 @@ TEXT_RULES = {
 
 # --- the judge: capacity band and support level, blind -------------------------------------
 
-CapacityBand = Literal["low", "mid", "high"]
 _SUPPORT_ORDER: tuple[SupportLevel, ...] = ("none", "minimal", "partial", "full")
 
 
@@ -395,4 +363,7 @@ SPEC = DataTypeSpec(
     text_for_dedup=text_for_dedup,
     text_rules=TEXT_RULES,
     judge=JUDGE,
+    facet_files=FACET_FILES,
+    categories=categories,
+    facet_cells=facet_cells,
 )

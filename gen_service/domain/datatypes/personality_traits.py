@@ -14,6 +14,7 @@ from pydantic import Field, ValidatorFunctionWrapHandler, computed_field, model_
 
 from gen_service.domain.content import NAME, TextRule
 from gen_service.domain.datatypes._base import (
+    DOMINANT_LEADS,
     OCEAN_TRAITS,
     DataTypeSpec,
     ItemContext,
@@ -23,14 +24,17 @@ from gen_service.domain.datatypes._base import (
     OceanTrait,
     Pin,
     SampleModel,
+    default_facets,
     describe_ocean,
     join_prose,
     placeholder_problems,
     rotation,
     same_text,
+    sample_dominant_profile,
     sample_name,
-    sample_ocean,
+    steered_rotation,
 )
+from gen_service.domain.facets import FacetFile, FacetLibrary
 
 DialogueLine = Annotated[str, Field(min_length=1)]
 
@@ -148,72 +152,123 @@ def check_dominant_as_briefed(sample: PersonalityTraitsSample, brief: ItemContex
 
 # --- context sampler ------------------------------------------------------------------------
 
-SCENARIOS: dict[str, str] = {
-    "workplace_pressure": "a deadline, a mistake or a difficult colleague at work",
-    "first_meeting": "meeting someone new who matters: a date, a new neighbour or an in-law",
-    "group_decision": "a group has to agree on a plan and the character has views",
-    "unexpected_change": "plans collapse at the last minute",
-    "moral_dilemma": "the character has to choose between honesty and loyalty",
-    "creative_project": "the character pitches, defends or abandons something they made",
-    "crisis": "an emergency where someone has to take charge",
-    "celebration": "a party, a win or a milestone",
-    "criticism": "the character receives blunt feedback",
-    "travel_mishap": "a lost bag, a missed connection or a wrong turn abroad",
-    "family_gathering": "a holiday meal with old tensions",
-    "negotiation": "haggling, a raise or a custody schedule",
-    "waiting": "a waiting room, a delayed result or a long queue",
-    "teaching": "the character explains something to someone who is struggling",
-    "confrontation": "someone has crossed a line with the character",
+SCENARIO_KINDS: tuple[str, ...] = (
+    "workplace_pressure",
+    "first_meeting",
+    "group_decision",
+    "unexpected_change",
+    "moral_dilemma",
+    "creative_project",
+    "crisis",
+    "celebration",
+    "criticism",
+    "travel_mishap",
+    "family_gathering",
+    "negotiation",
+    "waiting",
+    "teaching",
+    "confrontation",
+)
+SCENARIOS = FacetFile(
+    "personality_traits/scenarios", "a concrete scenario the character speaks in", SCENARIO_KINDS
+)
+# Who they talk to and how old they are vary the voice without contradicting the target scores.
+LISTENERS = FacetFile("personality_traits/listeners", "who the character is talking to")
+FACET_FILES = (SCENARIOS, LISTENERS)
+_LEADS = tuple(DOMINANT_LEADS)
+
+
+def _scenario(text: str, kind: str) -> str:
+    return f"{text} ({kind.replace('_', ' ')})"
+
+
+# How the brief words each band of DOMINANT_LEADS; the exact margin is in the target scores.
+LEAD_WORDS: Mapping[str, str] = {
+    "slight": "slight: only just above the next trait",
+    "modest": "modest: a little above the next trait",
+    "clear": "clear: plainly above the next trait",
+    "strong": "strong: well above every other trait",
+    "overwhelming": "overwhelming: it defines the character",
 }
 
-# Who they talk to and how old they are vary the voice without contradicting the target scores.
-LISTENERS = (
-    "a stranger on a train",
-    "their boss",
-    "their child",
-    "a customer",
-    "an old friend",
-    "a police officer",
-    "a doctor",
-    "a new neighbour",
-    "their sibling",
-    "a room of colleagues",
-    "a first date",
-    "a teacher",
-)
+
+def score_pins(profile: Mapping[OceanTrait, float], dominant: OceanTrait) -> dict[str, Pin]:
+    """Each trait pinned within TARGET_TOLERANCE of its target, except where that would let
+    another trait reach the dominant one: then the gap between the dominant trait and the
+    runner-up is split, so every score the pins allow keeps the dominant trait strictly on top
+    (check_dominant_as_briefed can always be met)."""
+    cents = {trait: round(value * 100) for trait, value in profile.items()}
+    tol = round(TARGET_TOLERANCE * 100)
+    top = cents[dominant]
+    runner_up = max(v for t, v in cents.items() if t != dominant)
+    margin = top - runner_up
+    if margin < 2:
+        raise ValueError(f"{dominant} leads by {margin / 100:.2f}; pins need at least 0.02")
+    floor = max(top - tol, runner_up + (margin + 1) // 2)  # the dominant's lowest score
+    pins: dict[str, Pin] = {}
+    for trait, value in cents.items():
+        if trait == dominant:
+            low, high = floor, min(100, value + tol)
+        else:
+            low, high = max(0, value - tol), min(value + tol, floor - 1)
+        pins[f"ocean.{trait}"] = Pin.between(low / 100, high / 100)
+    return pins
 
 
-def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
-    """One brief per item: the dominant trait rotated with target scores to match, scenario kinds
-    and listeners rotated, ages spread."""
-    dominants = rotation(rng, OCEAN_TRAITS, n)
-    scenarios = rotation(rng, tuple(SCENARIOS), n)
-    listeners = rotation(rng, LISTENERS, n)
+def sample_contexts(
+    rng: random.Random,
+    n: int,
+    *,
+    facets: FacetLibrary | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> list[ItemContext]:
+    """One brief per item: the dominant trait rotated (steered by ``weights``) with a lead over
+    the next trait rotated from slight to overwhelming, target scores to match, concrete
+    scenarios of rotated kinds, listeners rotated, ages spread."""
+    lib = facets or default_facets()
+    scenarios = lib.groups(SCENARIOS.name)
+    dominants = steered_rotation(rng, OCEAN_TRAITS, n, weights)
+    leads = rotation(rng, _LEADS, n)
+    kinds = rotation(rng, SCENARIO_KINDS, n)
+    listeners = rotation(rng, lib.items(LISTENERS.name), n)
     contexts: list[ItemContext] = []
-    for dominant, scenario, listener in zip(dominants, scenarios, listeners, strict=True):
-        profile = sample_ocean(rng, high=dominant)
-        name = sample_name(rng)
-        facets = {
+    for dominant, lead, kind, listener in zip(dominants, leads, kinds, listeners, strict=True):
+        profile = sample_dominant_profile(rng, dominant, lead)
+        name = sample_name(rng, lib)
+        brief = {
             "character": name,
             "age": rng.randint(16, 84),
-            "scenario_kind": f"{SCENARIOS[scenario]} ({scenario.replace('_', ' ')})",
+            "scenario": _scenario(rng.choice(scenarios[kind]), kind),
             "talking_to": listener,
             "dominant_trait": dominant,
+            "dominant_lead": LEAD_WORDS[lead],
             "target_scores": describe_ocean(profile),
         }
-        if scenario == "first_meeting":
-            del facets["talking_to"]  # the scenario itself says who they meet
-        pins = {
-            "character_name": Pin.exactly(name),
-            **{
-                f"ocean.{trait}": Pin.between(
-                    max(0.0, value - TARGET_TOLERANCE), min(1.0, value + TARGET_TOLERANCE)
-                )
-                for trait, value in profile.items()
-            },
-        }
-        contexts.append(ItemContext(facets=facets, quota_key=dominant, pins=pins))
+        if kind == "first_meeting":
+            del brief["talking_to"]  # the scenario itself says who they meet
+        pins = {"character_name": Pin.exactly(name), **score_pins(profile, dominant)}
+        contexts.append(ItemContext(facets=brief, quota_key=dominant, pins=pins))
     return contexts
+
+
+def categories(facets: FacetLibrary | None = None) -> list[str]:
+    """The five traits, as the dominant one: the quota keys."""
+    return list(OCEAN_TRAITS)
+
+
+def facet_cells(facets: FacetLibrary | None = None) -> dict[str, list[str]]:
+    """Every value the list-drawn facets of a brief can take, as the brief stores it."""
+    lib = facets or default_facets()
+    return {
+        "scenario": [
+            _scenario(text, kind)
+            for kind, texts in lib.groups(SCENARIOS.name).items()
+            for text in texts
+        ],
+        "talking_to": list(lib.items(LISTENERS.name)),
+        "dominant_trait": list(OCEAN_TRAITS),
+        "dominant_lead": [LEAD_WORDS[lead] for lead in DOMINANT_LEADS],
+    }
 
 
 def text_for_dedup(sample: PersonalityTraitsSample) -> str:
@@ -287,4 +342,7 @@ SPEC = DataTypeSpec(
     text_rules=TEXT_RULES,
     brief_checks=(check_dominant_as_briefed,),
     judge=JUDGE,
+    facet_files=FACET_FILES,
+    categories=categories,
+    facet_cells=facet_cells,
 )

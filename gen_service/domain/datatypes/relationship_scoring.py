@@ -5,6 +5,7 @@ interaction does to the relationship, with the rationale and the factors behind 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
@@ -17,12 +18,15 @@ from gen_service.domain.datatypes._base import (
     LabelResult,
     Pin,
     SampleModel,
+    default_facets,
     join_prose,
     placeholder_problems,
     rotation,
     same_text,
     sample_name,
+    steered_choice,
 )
+from gen_service.domain.facets import FacetFile, FacetLibrary
 
 InteractionType = Literal[
     "comfort",
@@ -175,54 +179,36 @@ _PLAUSIBLE_BANDS: dict[InteractionType, range] = {
     "sharing_a_secret": range(1, 5),
 }
 
-# Who the character is; how they stand with the player comes from RELATIONSHIP_STAGES, so
+# Who the character is; how they stand with the player comes from the relationship stages, so
 # the roles say nothing about the player (no "the player's oldest friend" among strangers).
-CHARACTER_ROLES = (
-    "a guarded blacksmith",
-    "a retired detective",
-    "a shy apprentice",
-    "a grieving innkeeper",
-    "a proud ship's captain",
-    "a street musician",
-    "a new recruit",
-    "a sceptical scholar",
-    "a widowed farmer",
-    "a charming smuggler",
-    "a night-shift nurse",
-    "a teenage runaway",
-    "an ageing stage actor",
-    "a union organiser",
-    "a ferry pilot",
-    "a beekeeper",
+CHARACTER_ROLES = FacetFile("relationship_scoring/character_roles", "who the character is")
+RELATIONSHIP_STAGES = FacetFile(
+    "relationship_scoring/relationship_stages", "how the character stands with the player"
 )
-
-RELATIONSHIP_STAGES = (
-    "strangers meeting for the second time",
-    "new acquaintances",
-    "friends for years",
-    "siblings who rarely talk",
-    "close friends with one old wound",
-    "recently reconciled after a falling-out",
-    "strained and wary",
-    "romantic and early",
-    "bound by a shared secret",
-    "mentor and student",
-    "rivals turned reluctant allies",
-)
+FACET_FILES = (CHARACTER_ROLES, RELATIONSHIP_STAGES)
+INTERACTION_TYPES: tuple[InteractionType, ...] = tuple(_PLAUSIBLE_BANDS)
 
 
-def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
+def sample_contexts(
+    rng: random.Random,
+    n: int,
+    *,
+    facets: FacetLibrary | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> list[ItemContext]:
     """One brief per item: target score bands spread over 0..1, an interaction type that can
-    plausibly land in that band, and varied characters and relationship stages."""
+    plausibly land in that band (steered by ``weights`` among those), and varied characters
+    and relationship stages."""
+    lib = facets or default_facets()
     bands = rotation(rng, range(len(SCORE_BANDS)), n)
-    roles = rotation(rng, CHARACTER_ROLES, n)
-    stages = rotation(rng, RELATIONSHIP_STAGES, n)
+    roles = rotation(rng, lib.items(CHARACTER_ROLES.name), n)
+    stages = rotation(rng, lib.items(RELATIONSHIP_STAGES.name), n)
     contexts: list[ItemContext] = []
     for band, role, stage in zip(bands, roles, stages, strict=True):
         fitting = [kind for kind, spread in _PLAUSIBLE_BANDS.items() if band in spread]
-        interaction = rng.choice(fitting)
-        name = sample_name(rng)
-        facets = {
+        interaction = steered_choice(rng, fitting, weights)
+        name = sample_name(rng, lib)
+        brief = {
             "interaction_type": interaction,
             "target_score": SCORE_BANDS[band],
             "character": name,
@@ -234,8 +220,24 @@ def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
             "interaction_type": Pin.exactly(interaction),
             "score": Pin.between(*BAND_RANGES[band]),
         }
-        contexts.append(ItemContext(facets=facets, quota_key=interaction, pins=pins))
+        contexts.append(ItemContext(facets=brief, quota_key=interaction, pins=pins))
     return contexts
+
+
+def categories(facets: FacetLibrary | None = None) -> list[str]:
+    """The interaction types: the quota keys."""
+    return list(INTERACTION_TYPES)
+
+
+def facet_cells(facets: FacetLibrary | None = None) -> dict[str, list[str]]:
+    """Every value the list-drawn facets of a brief can take, as the brief stores it."""
+    lib = facets or default_facets()
+    return {
+        "interaction_type": list(INTERACTION_TYPES),
+        "target_score": list(SCORE_BANDS),
+        "who_they_are": list(lib.items(CHARACTER_ROLES.name)),
+        "relationship_with_the_player": list(lib.items(RELATIONSHIP_STAGES.name)),
+    }
 
 
 def text_for_dedup(sample: RelationshipScoringSample) -> str:
@@ -308,4 +310,7 @@ SPEC = DataTypeSpec(
     text_for_dedup=text_for_dedup,
     text_rules=TEXT_RULES,
     judge=JUDGE,
+    facet_files=FACET_FILES,
+    categories=categories,
+    facet_cells=facet_cells,
 )

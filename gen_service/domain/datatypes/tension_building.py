@@ -6,6 +6,7 @@ foreshadowing), and when it pays off.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field
@@ -16,13 +17,16 @@ from gen_service.domain.datatypes._base import (
     ItemContext,
     Pin,
     SampleModel,
+    default_facets,
     jaccard,
     join_prose,
     placeholder_problems,
     rotation,
     same_text,
     sample_name,
+    steered_rotation,
 )
+from gen_service.domain.facets import FacetFile, FacetLibrary
 
 Technique = Literal[
     "incomplete_revelation", "contradictory_behavior", "information_debt", "foreshadowing"
@@ -142,56 +146,34 @@ _TIMINGS: dict[Technique, tuple[PayoffTiming, ...]] = {
     "foreshadowing": ("short", "medium", "long"),
 }
 
-GENRES = (
-    "small-town mystery",
-    "family drama",
-    "workplace thriller",
-    "frontier survival",
-    "court intrigue",
-    "near-future science fiction",
-    "ghost story",
-    "heist",
-    "coming-of-age",
-    "romance",
-    "war-time resistance",
-    "seafaring adventure",
-)
-
-SUBJECTS = (
-    "a locked drawer",
-    "a letter never sent",
-    "a missing hour",
-    "a scar",
-    "a stranger at a funeral",
-    "a changed will",
-    "a phone that keeps buzzing",
-    "a name said in sleep",
-    "an old photograph",
-    "a debt",
-    "a broken promise",
-    "a sudden kindness",
-    "a lie about a trip",
-    "a recurring dream",
-    "a child's drawing",
-)
+GENRES = FacetFile("tension_building/genres", "the genre of the story a beat belongs to")
+SUBJECTS = FacetFile("tension_building/subjects", "what a suspense beat is built around")
+FACET_FILES = (GENRES, SUBJECTS)
 
 
-def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
-    """One brief per item: techniques rotated, payoff timings fitting each technique, genres and
-    subjects varied."""
-    techniques = rotation(rng, TECHNIQUES, n)
-    genres = rotation(rng, GENRES, n)
-    subjects = rotation(rng, SUBJECTS, n)
+def sample_contexts(
+    rng: random.Random,
+    n: int,
+    *,
+    facets: FacetLibrary | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> list[ItemContext]:
+    """One brief per item: techniques rotated (steered by ``weights``), payoff timings fitting
+    each technique, genres and subjects varied."""
+    lib = facets or default_facets()
+    techniques = steered_rotation(rng, TECHNIQUES, n, weights)
+    genres = rotation(rng, lib.items(GENRES.name), n)
+    subjects = rotation(rng, lib.items(SUBJECTS.name), n)
     contexts: list[ItemContext] = []
     for technique, genre, subject in zip(techniques, genres, subjects, strict=True):
         timing = rng.choice(_TIMINGS[technique])
         tension = round(rng.uniform(0.45, 0.95), 2)
-        facets = {
+        brief = {
             "technique": technique,
             "payoff_timing": timing,
             "genre": genre,
             "built_around": subject,
-            "a_character_named": sample_name(rng),
+            "a_character_named": sample_name(rng, lib),
             "target_tension": f"{tension:.2f}",
         }
         pins = {
@@ -201,8 +183,24 @@ def sample_contexts(rng: random.Random, n: int) -> list[ItemContext]:
                 max(0.0, tension - TENSION_TOLERANCE), min(1.0, tension + TENSION_TOLERANCE)
             ),
         }
-        contexts.append(ItemContext(facets=facets, quota_key=technique, pins=pins))
+        contexts.append(ItemContext(facets=brief, quota_key=technique, pins=pins))
     return contexts
+
+
+def categories(facets: FacetLibrary | None = None) -> list[str]:
+    """The four techniques: the quota keys."""
+    return list(TECHNIQUES)
+
+
+def facet_cells(facets: FacetLibrary | None = None) -> dict[str, list[str]]:
+    """Every value the list-drawn facets of a brief can take, as the brief stores it."""
+    lib = facets or default_facets()
+    return {
+        "technique": list(TECHNIQUES),
+        "payoff_timing": sorted({t for timings in _TIMINGS.values() for t in timings}),
+        "genre": list(lib.items(GENRES.name)),
+        "built_around": list(lib.items(SUBJECTS.name)),
+    }
 
 
 def text_for_dedup(sample: TensionBuildingSample) -> str:
@@ -239,4 +237,7 @@ SPEC = DataTypeSpec(
     sample_contexts=sample_contexts,
     text_for_dedup=text_for_dedup,
     text_rules=TEXT_RULES,
+    facet_files=FACET_FILES,
+    categories=categories,
+    facet_cells=facet_cells,
 )
