@@ -114,7 +114,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
 their architecture (layers, KV heads, head dim 128): an estimate, labelled as one wherever it
 is shown. ``gen-service doctor`` and ``models list`` read the real figures from the backend."""
 
-KNOWN_MODELS_SOURCE = "estimate: Ollama library size of the Qwen3 tag, f16 KV cache"
+KNOWN_MODELS_SOURCE = "estimate: Ollama's library size of the Qwen3 tag, f16 KV cache"
 
 
 def known_model(name: str) -> KnownModel | None:
@@ -824,6 +824,8 @@ def _generate_rows(
         if v is None:
             unknown = True
             continue
+        if ctx.inp.types[d].daily_target == 0:
+            continue  # no daily cap: it takes what time there is, and falls short of nothing
         short = quota[d] - day.made.get(d, 0.0)
         if short > 1e-6:
             shortfall += short

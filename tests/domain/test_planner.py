@@ -162,6 +162,28 @@ def test_more_slots_can_lose_to_offload() -> None:
     assert 1 < fixes.best_speedup < fixes.speedup
 
 
+def test_uncapped_type_takes_what_time_is_left() -> None:
+    """b with no daily cap: backfill in phase A (0.5 h, 180) and the gap after B (1.5 h,
+    540) add to its own hour (360): all 1,080 today, and nothing counts as short."""
+    inp = small()
+    types = dict(inp.types)
+    types["b"] = TypeInput("b", "m", 20, 0, 1080, 180, 0.9)
+    result = plan(replace(inp, types=types))
+    b = result.types["b"]
+    assert b.planned_per_day == pytest.approx(1080)
+    assert b.feasible is None
+    assert result.phases[1].feasible is True
+    assert result.phases[2].backfill == {"b": pytest.approx(540)}
+    assert b.completion == dt.date(2026, 3, 2)
+
+
+def test_type_in_no_phase_is_never_made() -> None:
+    """Backfill only serves types of some phase, as the service does: the others never come."""
+    inp = small()
+    types = {**inp.types, "c": TypeInput("c", "m", 10, 100, 100, 100, 1.0)}
+    assert plan(replace(inp, types=types)).types["c"].status == "never"
+
+
 def test_judge_load_by_hand() -> None:
     """a: 27 batches of 10, one judged each; b: 30 batches of 18 accepted, ceil(1.8) = 2
     judged each: 87 a day; the judge scores 10 / 100 = 0.1/s, 360 in its hour."""
