@@ -64,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", type=Path, default=None, help="read this database (no config needed)")
     p.set_defaults(func=_cmd_status)
 
+    p = sub.add_parser("plan", help="what the schedule will produce: shortfalls, VRAM, dates")
+    config_arg(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument(
+        "--now",
+        type=_iso_datetime,
+        default=None,
+        help="plan from this moment, ISO 8601 (default: now; without an offset: the "
+        "service's time zone)",
+    )
+    p.add_argument("--db", type=Path, default=None, help="take history from this database")
+    p.set_defaults(func=_cmd_plan)
+
     p = sub.add_parser("validate", help="judge the batches that wait for a verdict, then exit")
     config_arg(p)
     p.set_defaults(func=_cmd_validate)
@@ -219,6 +232,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _iso_datetime(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date and time, e.g. 2026-03-01T09:00"
+        ) from None
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -264,6 +286,17 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         return exit_code(checks)
 
     return _run_async(doctor)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gen_service.config import find_config, load_config
+    from gen_service.service.plan_cmd import run_plan
+
+    cfg = load_config(find_config(args.config), check_prompts=False)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    return run_plan(cfg, db=args.db, now=args.now, as_json=args.json, console=console)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -110,7 +110,8 @@ class ModelConfig(_Section):
     num_gpu: Annotated[int, Field(ge=0)] | None = None  # GPU layers (Ollama option); None: auto
     endpoints: tuple[str, ...] = ()  # openai: base URLs (with /v1) that serve this model
     path: Path | None = None  # llamacpp: a GGUF file; None: the embedded default
-    tokens_per_s: Annotated[float, Field(gt=0)] | None = None  # for `plan` before measuring
+    # `plan`: decode tokens/s of one request alone with the model all on the GPU; history wins.
+    tokens_per_s: Annotated[float, Field(gt=0)] | None = None
     grammar_safe: bool = True  # rewrite request schemas so llama.cpp grammars compile them
     # With grammar_safe: the characters free text may use; "letters" (letters, spaces, plain
     # punctuation) keeps a tiny model from writing numbers and ids where prose goes.
@@ -132,6 +133,11 @@ class DatatypeConfig(_Section):
     min_words: dict[str, Annotated[int, Field(ge=1, le=200)]] = Field(default_factory=dict)
     daily_target: Annotated[int, Field(ge=0)]
     total_target: Annotated[int, Field(ge=0)]
+    # `plan`'s estimates until the database has history: output tokens per generated item
+    # (thinking included; None: the type's built-in estimate) and the share of requested items
+    # that end accepted.
+    tokens_per_sample: Annotated[float, Field(gt=0)] | None = None
+    acceptance_rate: Annotated[float, Field(gt=0, le=1)] = 0.9
 
 
 class ValidationConfig(_Section):
@@ -145,6 +151,8 @@ class ValidationConfig(_Section):
     max_regenerations: Annotated[int, Field(ge=0, le=10)] = 2
     num_predict: Annotated[int, Field(ge=64, le=131_072)] = 2048  # the verdict's token budget
     think: bool = False  # Qwen3's thinking for the judge (costs tokens, sent only where supported)
+    # `plan`: output tokens per verdict (None: a built-in estimate, more when think is on).
+    tokens_per_verdict: Annotated[float, Field(gt=0)] | None = None
 
 
 class DedupConfig(_Section):
@@ -277,7 +285,6 @@ NOT_BUILT: dict[tuple[str, str], str] = {
     ("service", "metrics_addr"): "the /metrics and /status endpoint",
     ("service", "progress"): "progress bars for foreground runs",
     ("dedup", "threshold"): "near-duplicate detection (only exact copies are caught today)",
-    ("models", "tokens_per_s"): "`gen-service plan`",
 }
 
 

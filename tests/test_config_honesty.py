@@ -120,14 +120,17 @@ reserve_gb = 0.5
 name = "qwen3:30b-a3b"
 num_ctx = 8192
 num_gpu = 20
+tokens_per_s = 32.5
 
 [models.volume]
 name = "qwen3:8b"
 num_ctx = 8192
+tokens_per_s = 42.5
 
 [models.judge]
 name = "qwen3:32b"
 num_ctx = 8192
+tokens_per_s = 16
 
 [validation]
 model = "judge"
@@ -138,6 +141,7 @@ regenerate_flagged = true
 max_regenerations = 2
 num_predict = 1500
 think = false
+tokens_per_verdict = 300
 
 [dedup]
 threshold = 0.85
@@ -165,6 +169,8 @@ max_string_chars = 400
 few_shot = 2
 daily_target = 6
 total_target = 100000
+tokens_per_sample = 500
+acceptance_rate = 0.9
 """
     return text
 
@@ -211,6 +217,17 @@ def test_every_accepted_key_is_read_somewhere(
             stopper.join()
         assert main(["validate", "--config", str(path)]) == 0
         assert main(["status", "--config", str(path), "--json"]) == 0
+        assert main(["plan", "--config", str(path)]) == 0
+        # plan reads the judge's keys for a validate phase: the same config with one.
+        judged = tmp_path / "walk-judged.toml"
+        judged.write_text(
+            path.read_text().replace(
+                'end = "24:00"',
+                'end = "20:00"\n\n[[schedule.phases]]\nname = "judge"\nkind = "validate"\n'
+                'start = "20:00"\nend = "24:00"',
+            )
+        )
+        assert main(["plan", "--config", str(judged), "--json"]) == 0
     # The other backends read their own keys when built.
     cfg = load_config(path, check_prompts=False)
     monkeypatch.setenv("WALK_KEY", "secret")
@@ -254,8 +271,6 @@ def test_not_built_key_is_refused_unless_default(
     }.get(type(default))
     if other is None:
         other = 0.5 if default != 0.5 else 0.25
-        if key == "tokens_per_s":
-            other = 40.0
     value = str(other).lower() if isinstance(other, bool) else other
     if table == "models":
         text = base.replace("[models.quality]\n", f"[models.quality]\n{key} = {value}\n", 1)

@@ -17,7 +17,8 @@ from gen_service.adapters.prompt_files import load_prompt_library
 from gen_service.config import load_config
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.errors import StoreError
-from gen_service.service.producer import Generation, plan_batch
+from gen_service.service.batch import plan_batch
+from gen_service.service.producer import Generation
 from gen_service.service.quotas import QuotaCounts
 
 pytestmark = pytest.mark.anyio
