@@ -122,6 +122,8 @@ class DatatypeConfig(_Section):
     model: Annotated[str, Field(min_length=1)]
     batch_size: Annotated[int, Field(ge=1, le=50)]
     temperature: Annotated[float, Field(ge=0, le=2)]
+    # Penalise repeating recent tokens (1.0 off); unset leaves the server's default (Ollama 1.1).
+    repeat_penalty: Annotated[float, Field(ge=0.5, le=2.0)] | None = None
     think: bool = False
     num_predict: Annotated[int, Field(ge=16, le=131_072)] = 6000
     # Longest free-text field the schema allows under constrained decoding (bounds runaway

@@ -48,6 +48,7 @@ class ChatRequest:
     think: bool | None = None  # None: do not send; models without "thinking" must not get it
     seed: int | None = None
     keep_alive: str | int | None = None  # e.g. "30m"; None leaves the server's default
+    repeat_penalty: float | None = None  # None leaves the server's default (Ollama: 1.1)
 
 
 @dataclass(frozen=True, slots=True)

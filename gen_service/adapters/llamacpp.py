@@ -423,6 +423,8 @@ def _generate(
         temperature=request.temperature,
         max_tokens=request.num_predict,
         seed=request.seed,
+        # llama-cpp-python's own default is 1.0 (off); Ollama's is 1.1.
+        repeat_penalty=1.0 if request.repeat_penalty is None else request.repeat_penalty,
     )
     after = _perf(llama_cpp, llama)
     return result, after[0] - before[0], after[1] - before[1]

@@ -103,6 +103,8 @@ class OllamaBackend(BackendBase):
             body["format"] = request.schema
         if request.seed is not None:
             body["options"]["seed"] = request.seed
+        if request.repeat_penalty is not None:
+            body["options"]["repeat_penalty"] = request.repeat_penalty
         if request.keep_alive is not None:
             body["keep_alive"] = request.keep_alive
         if request.think is not None and await self._supports_thinking(request.model):

@@ -506,6 +506,11 @@ def _chat_body(
     }
     if request.seed is not None:
         body["seed"] = request.seed
+    if request.repeat_penalty is not None:
+        # vLLM and SGLang read repetition_penalty, llama.cpp's servers repeat_penalty; each
+        # ignores the other's name.
+        body["repetition_penalty"] = request.repeat_penalty
+        body["repeat_penalty"] = request.repeat_penalty
     if fmt == "json_schema":
         body["response_format"] = {
             "type": "json_schema",

@@ -273,6 +273,7 @@ async def _request(
                 think=plan.dtc.think,
                 seed=plan.seed,
                 keep_alive=gen.cfg.backend.keep_alive,
+                repeat_penalty=plan.dtc.repeat_penalty,
             )
         )
         try:
