@@ -126,8 +126,7 @@ def test_cell_is_the_quota_key_with_the_second_facet() -> None:
 
 
 def test_coverage_counts_over_design_and_observed() -> None:
-    """Design {a, b} and three cells; briefs fill a×low and c×high (c is new): quota keys 2/3,
-    cells 2/4, the two unfilled cells listed."""
+    """Design {a, b}, 3 cells; briefs fill a×low and new c×high: quota keys 2/3, cells 2/4."""
     design = Design(
         quota_keys=frozenset({"a", "b"}),
         cells=frozenset({"a x low 1-3", "a x high 8-10", "b x low 1-3"}),
@@ -147,8 +146,7 @@ def test_coverage_counts_over_design_and_observed() -> None:
 
 
 def test_design_cells_follow_the_sampler() -> None:
-    """Tension building's sampler pairs each technique with the timings that fit it: 4 + 4 +
-    3 + 3 = 14 cells, never foreshadowing with an immediate payoff."""
+    """Tension building's sampler pairs techniques with fitting timings: 4+4+3+3 = 14 cells."""
     design = design_of("tension_building")
     assert len(design.quota_keys) == 4
     assert len(design.cells) == 14
@@ -167,8 +165,7 @@ def test_designed_label_shares_come_from_the_pins() -> None:
 
 
 def test_numeric_label_histogram_and_distance() -> None:
-    """Capacities 2, 5, 9, 10 in bands low/mid/high: 1, 1, 2; against thirds the distance is
-    0.5 × (1/12 + 1/12 + 1/6) = 1/6."""
+    """Capacities 2, 5, 9, 10 bin 1/1/2; against thirds: 0.5 × (1/12 + 1/12 + 1/6) = 1/6."""
     spec = next(x for x in LABELS["emotional_authenticity"] if x.label == "capacity_band")
     payloads = [{"emotional_capacity": c} for c in (2, 5, 9, 10)]
     dist = label_distribution(spec, payloads, (1 / 3, 1 / 3, 1 / 3))
@@ -191,8 +188,7 @@ def test_categorical_label_keeps_unknown_values() -> None:
 
 @pytest.mark.parametrize("datatype", ALL_TYPES)
 def test_measure_real_samples(datatype: str) -> None:
-    """The shipped examples measure: distinct-2 in (0, 1], one openings entry per free-text
-    field (names left out), a label histogram per declared label."""
+    """Shipped examples: distinct-2, openings per free-text field (no names), every label."""
     payloads = examples(datatype)
     d = measure(datatype, payloads, [None] * len(payloads))
     assert d.samples == len(payloads) and d.unreadable == 0

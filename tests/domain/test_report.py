@@ -79,8 +79,7 @@ def test_day_number_counts_from_the_first_day() -> None:
 
 
 def test_on_track_when_the_projection_is_within_the_plan() -> None:
-    """60 to go at 2/h is 30 h from noon on the 3rd: the 4th, day 4 of a 5-day plan (100 at
-    20 a day)."""
+    """60 to go at 2/h: 30 h after noon on the 3rd is the 4th, day 4 of a 5-day plan."""
     report = build_report(rows(tension(accepted_total=40, per_day=48)))
     assert report.status.state == "on_track"
     assert report.status.line == "On track for 100 samples by day 4 (2025-01-04)"
@@ -243,8 +242,7 @@ def test_text_and_html_show_the_same_figures() -> None:
 
 
 def test_html_is_self_contained_with_its_charts() -> None:
-    """One page: no script, no external resource, and the four kinds of chart by id, each with
-    a title."""
+    """No script, no external resource; the four kinds of chart by id, each with a title."""
     html = render_html(sample_report())
     assert "<script" not in html.lower()
     assert not re.search(r"""(src|href)\s*=""", html)

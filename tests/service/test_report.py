@@ -75,8 +75,7 @@ def sql(db: Path, query: str, params: tuple[object, ...] = ()) -> list[tuple[obj
 
 
 def test_sequential_run_writes_the_days_report(produced: Produced) -> None:
-    """After generate, validate and process phases the reports folder holds the day's report
-    in three forms, and its JSON counts are the database's."""
+    """Generate, validate, process: the day's report in three forms, counts as in the db."""
     files = sorted(p.name for p in produced.reports.iterdir())
     assert files == [f"{produced.day}.{s}" for s in ("html", "json", "txt")]
     data = json.loads((produced.reports / f"{produced.day}.json").read_text())
@@ -97,8 +96,7 @@ def test_sequential_run_writes_the_days_report(produced: Produced) -> None:
 
 
 def test_report_quality_and_batches_match_the_judgments(produced: Produced) -> None:
-    """Judged counts and means come from that day's judgments; flagged and regenerated
-    batches from the batches table (the judge flagged some, and they were written again)."""
+    """Judged counts and means are the day's judgments; flagged/regenerated are the batches'."""
     data = json.loads((produced.reports / f"{produced.day}.json").read_text())
     judged = dict(
         sql(
@@ -130,8 +128,7 @@ def test_rejections_are_counted_by_reason_code(produced: Produced) -> None:
 
 
 def test_report_holds_the_diversity_figures(produced: Produced) -> None:
-    """Per type: distinct-2 over the day's accepted samples, openings per free-text field,
-    facet cells filled from the stored briefs, label histograms over every accepted sample."""
+    """Per type: distinct-2, openings, cells filled by the stored briefs, label histograms."""
     data = json.loads((produced.reports / f"{produced.day}.json").read_text())
     for name, t in data["types"].items():
         d = t["diversity"]
@@ -253,8 +250,7 @@ def files_in(paths: list[str]) -> set[Path]:
 async def test_clock_process_phase_keeps_the_model_generating(
     write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    """A clock process phase writes the report while the resident model goes on generating
-    (backfill): batches are committed in the process phase, after the report."""
+    """A clock process phase writes the report while the resident model keeps generating."""
     start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
     clock = ScaledClock(start, speed=60.0)  # a schedule minute in a real second
     hhmm = [(start + dt.timedelta(minutes=m)).strftime("%H:%M") for m in (0, 1, 4)]
@@ -327,8 +323,7 @@ def dump_dom(page: Path, profile: Path) -> str:
 @pytest.mark.chromium
 @pytest.mark.timeout(180)
 def test_chromium_renders_the_charts(produced: Produced, tmp_path: Path) -> None:
-    """Headless Chromium renders the written page: every chart's <svg> with its id and title
-    is in the rendered DOM, with its bars."""
+    """Headless Chromium renders the page: every chart's <svg>, id and title is in the DOM."""
     page = produced.reports / f"{produced.day}.html"
     dom = dump_dom(page, tmp_path / "profile")
     for chart in CHARTS:
