@@ -73,6 +73,7 @@ def render_html(report: Report) -> str:
             [(t.datatype, t.accepted, t.daily_target, colors[t.datatype]) for t in report.types],
         ),
         _production_table(report),
+        f"<h3>Accepted samples per hour ({escape(report.timezone)})</h3>",
         stacked_bars(
             "chart-hourly",
             "Accepted samples per hour, by data type",
@@ -82,6 +83,7 @@ def render_html(report: Report) -> str:
             y_label="samples",
         ),
         "<h2>Quality</h2>",
+        "<h3>Judged scores (the mean of the four dimensions)</h3>",
         stacked_bars(
             "chart-quality",
             "Distribution of judged quality scores",

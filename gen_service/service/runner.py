@@ -357,6 +357,14 @@ class ScheduleRunner:
             )
         except GenServiceError as exc:
             log.error("report.failed", phase=phase, day=day, error=str(exc))
+        except Exception as exc:  # a bug in a report must not stop a 24/7 generator
+            log.error(
+                "report.crashed",
+                phase=phase,
+                day=day,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
         else:
             log.info("report.written", phase=phase, day=day, paths=[str(p) for p in paths])
         self.unprocessed = False
