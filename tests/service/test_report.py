@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -19,11 +20,21 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from gen_service.adapters.factory import open_backend
+from gen_service.adapters.prompt_files import load_prompt_library
+from gen_service.adapters.store import Store
 from gen_service.cli import main
 from gen_service.config import load_config
-from gen_service.errors import EXIT_IOERR, EXIT_USAGE
-from gen_service.service.clock import ScaledClock
+from gen_service.errors import EXIT_IOERR, EXIT_USAGE, StoreError
+from gen_service.service.board import ProgressBoard
+from gen_service.service.clock import ScaledClock, SystemClock
+from gen_service.service.gate import BackendGate
+from gen_service.service.producer import Generation
+from gen_service.service.regeneration import Regenerations
+from gen_service.service.runner import Control, ProcessingJob, ScheduleRunner
+from gen_service.service.scheduler import ModelScheduler
 from gen_service.service.supervisor import run_service
+from gen_service.service.writer import PendingWrite
 from gen_service.testing.fake_ollama import FakeConfig, FakeOllama, JudgeBehaviour
 
 from ..conftest import ALL_TYPES, REPO, config_text
@@ -352,3 +363,53 @@ def test_verify_report_script_checks_a_page(produced: Produced, tmp_path: Path) 
     bad = subprocess.run([script, str(broken)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "missing from the rendered page: chart-quality" in bad.stderr
+
+
+# -- the processing hook ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_processing_steps_run_before_the_report(produced: Produced, tmp_path: Path) -> None:
+    """Each processing step gets the day and the store; a failing one is logged, not fatal."""
+    cfg = load_config(produced.config)
+    cfg = cfg.model_copy(
+        update={"service": cfg.service.model_copy(update={"reports_dir": tmp_path / "out"})}
+    )
+    seen: list[tuple[str, str, bool]] = []
+
+    async def sweep(job: ProcessingJob) -> None:
+        seen.append((job.phase, job.day, (tmp_path / "out").exists()))
+        await job.store.type_counts(job.day)  # the service's own connection works
+
+    async def broken(job: ProcessingJob) -> None:
+        raise StoreError("the sweep could not read its signatures")
+
+    async with open_backend(cfg) as backend, Store.open(cfg.service.db) as store:
+        clock = SystemClock()
+        gen = Generation(
+            cfg=cfg,
+            backend=backend,
+            library=load_prompt_library(cfg.service.prompts_dir, list(cfg.datatypes)),
+            board=ProgressBoard(cfg, {}, produced.day),
+            limiters={},
+            stopping=anyio.Event(),
+            rng=random.Random(0),
+            gate=BackendGate(backend),
+            clock=clock,
+            store=store,
+            regenerations=Regenerations(store),
+        )
+        scheduler = ModelScheduler(backend, store, 1, budget_bytes=None, num_parallel=1)
+        tx, rx = anyio.create_memory_object_stream[PendingWrite](1)
+        async with tx, rx:
+            runner = ScheduleRunner(
+                gen, scheduler, Control(), tx, clock, processing=[broken, sweep]
+            )
+            with capture_logs() as logs:
+                await runner._process("tidy")
+    assert seen == [("tidy", produced.day, False)]  # the step ran before the report existed
+    failed = [e for e in logs if e["event"] == "process.step_failed"]
+    assert failed and failed[0]["step"] == "broken" and "signatures" in failed[0]["error"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{produced.day}.{s}" for s in ("html", "json", "txt")
+    ]
