@@ -77,6 +77,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", type=Path, default=None, help="take history from this database")
     p.set_defaults(func=_cmd_plan)
 
+    p = sub.add_parser("report", help="the daily production report: text, JSON or HTML")
+    config_arg(p)
+    p.add_argument(
+        "--day",
+        type=_day,
+        default=None,
+        help="the local day YYYY-MM-DD (default: today in [service].timezone)",
+    )
+    p.add_argument(
+        "--format", choices=("text", "json", "html"), default="text", help="(default: text)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write it to this file (default: text and json to stdout, html to "
+        "[service].reports_dir/DAY.html)",
+    )
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("validate", help="judge the batches that wait for a verdict, then exit")
     config_arg(p)
     p.set_defaults(func=_cmd_validate)
@@ -321,6 +341,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _run_async(validate)
+
+
+def _day(text: str) -> str:
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day; write it as YYYY-MM-DD") from None
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gen_service.config import find_config, load_config
+    from gen_service.service.report_cmd import run_report
+
+    cfg = load_config(find_config(args.config), check_prompts=False)
+    return run_report(cfg, day=args.day, fmt=args.format, out=args.out, now=dt.datetime.now(dt.UTC))
 
 
 def _cmd_review(args: argparse.Namespace) -> int:

@@ -55,6 +55,9 @@ class ServiceConfig(_Section):
     progress: Literal["auto", "on", "off"] = "auto"  # progress bars on a terminal
     # When the database's disk refuses writes (full, read-only): pause and retry, or exit 74.
     store_unavailable: Literal["pause", "exit"] = "pause"
+    # Where the process phase and `gen-service report` write the daily reports; None: the
+    # folder `reports` beside the database.
+    reports_dir: Path | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -68,6 +71,10 @@ class ServiceConfig(_Section):
                     "or 'local'"
                 ) from None
         return value
+
+    def reports_path(self) -> Path:
+        """The folder of the daily reports (``reports_dir``, else ``reports/`` beside the db)."""
+        return self.reports_dir if self.reports_dir is not None else self.db.parent / "reports"
 
     def tzinfo(self) -> dt.tzinfo:
         if self.timezone == "local":
@@ -318,18 +325,6 @@ def config_warnings(cfg: Config) -> list[str]:
     """What is legal but probably not what the operator means; printed by check-config and
     logged at start-up."""
     warnings: list[str] = []
-    for phase in cfg.schedule.phases:
-        if phase.kind == "process":
-            what = "processing"
-            warnings.append(
-                f"[schedule.phases] {phase.name!r} is a {phase.kind} phase; {what} is not built "
-                "yet, so the phase does nothing"
-                + (
-                    " (its time goes to backfill)"
-                    if cfg.schedule.mode == "clock" and cfg.schedule.backfill
-                    else ""
-                )
-            )
     if any(p.kind == "validate" for p in cfg.schedule.phases):
         judge = cfg.models[cfg.validation.model].name
         same = sorted(d for d, dtc in cfg.datatypes.items() if cfg.models[dtc.model].name == judge)
@@ -450,6 +445,9 @@ def parse_config(raw: Mapping[str, Any], path: Path) -> Config:
         update={
             "db": _resolve(base, cfg.service.db),
             "prompts_dir": _resolve(base, cfg.service.prompts_dir),
+            "reports_dir": None
+            if cfg.service.reports_dir is None
+            else _resolve(base, cfg.service.reports_dir),
         }
     )
     models = {

@@ -96,6 +96,7 @@ log_format = "json"
 log_level = "info"
 shutdown_grace_s = 5
 store_unavailable = "pause"
+reports_dir = "{tmp_path / "walk-reports"}"
 metrics_addr = ""
 progress = "auto"
 
@@ -228,6 +229,8 @@ def test_every_accepted_key_is_read_somewhere(
             )
         )
         assert main(["plan", "--config", str(judged), "--json"]) == 0
+        assert main(["report", "--config", str(path), "--format", "html"]) == 0
+        assert list((tmp_path / "walk-reports").glob("*.html"))
     # The other backends read their own keys when built.
     cfg = load_config(path, check_prompts=False)
     monkeypatch.setenv("WALK_KEY", "secret")
@@ -293,11 +296,10 @@ def test_not_built_key_at_its_default_is_accepted(write_config: Callable[..., Pa
     assert cfg.dedup.threshold == 0.85
 
 
-def test_process_phase_is_a_warning(
+def test_process_phase_is_no_warning(
     write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """check-config says out loud that a process phase does nothing yet; a validate phase,
-    built, is no warning."""
+    """check-config accepts validate and process phases, both built, without a warning."""
     base = write_config().read_text()
     judge = '[models.judge]\nname = "qwen3:32b"\n\n[models.volume]'
     text = base.replace("[models.volume]", judge) + (
@@ -309,7 +311,7 @@ def test_process_phase_is_a_warning(
     captured = capsys.readouterr()
     assert captured.out.strip() == "ok"
     assert "'judge'" not in captured.err
-    assert "'tidy' is a process phase" in captured.err
+    assert "'tidy'" not in captured.err and "warning" not in captured.err
 
 
 # -- documented -------------------------------------------------------------------------------

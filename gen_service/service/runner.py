@@ -4,25 +4,31 @@ Sequential mode runs the phases in listed order, each until its data types meet 
 per-cycle quota (the daily target), and repeats; clock mode follows the phase at the current
 local time until its end, with backfill for the resident model and a preload before the
 boundary when both models fit. Signals reach it through :class:`Control` (a reload asks for a
-replan) and ``Generation.stopping`` (a drain)."""
+replan) and ``Generation.stopping`` (a drain).
+
+A process phase needs no GPU (:meth:`ScheduleRunner._process`): it runs the processing steps
+(:data:`ProcessingStep`, e.g. the near-duplicate sweep) and writes the day's report into
+``service.reports_dir``; in clock mode beside the backfill, in sequential mode and then on."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
+from gen_service.adapters.store import Store
 from gen_service.config import Config, ModelConfig, PhaseConfig
 from gen_service.domain.schedule import slot_at
-from gen_service.errors import BackendError
+from gen_service.errors import BackendError, GenServiceError
 from gen_service.service.board import local_day
 from gen_service.service.clock import Clock
 from gen_service.service.judge import Judge
 from gen_service.service.producer import Generation, produce
+from gen_service.service.report_cmd import write_day_reports
 from gen_service.service.scheduler import ModelScheduler
 from gen_service.service.writer import PendingVerdicts, PendingWrite
 
@@ -43,6 +49,26 @@ class Outcome:
 
 class JudgeStalled(BackendError):
     """The judge failed on every due batch, round after round: a broken judge setup."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingJob:
+    """What a processing step is given: the process phase, the local day it processes, the
+    config in force, the store (the service's one connection), and whether to stop early (the
+    service drains)."""
+
+    phase: str
+    day: str
+    cfg: Config
+    store: Store
+    stopping: Callable[[], bool]
+
+
+# A step of every process phase, run in order before the day's report is written, on the event
+# loop beside generation: it must not block (heavy work goes to a worker thread). The
+# near-duplicate sweep plugs in here: ScheduleRunner(..., processing=[sweep]) or
+# runner.processing.append(sweep). A GenServiceError it raises is logged and the phase goes on.
+ProcessingStep = Callable[[ProcessingJob], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -67,6 +93,7 @@ class ScheduleRunner:
         control: Control,
         batches: MemoryObjectSendStream[PendingWrite],
         clock: Clock,
+        processing: Sequence[ProcessingStep] = (),
     ) -> None:
         self.gen = gen
         self.scheduler = scheduler
@@ -74,6 +101,8 @@ class ScheduleRunner:
         self.batches = batches
         self.clock = clock
         self.judge_stalls = 0  # consecutive judging rounds that judged nothing and failed
+        self.processing = list(processing)
+        self.unprocessed = True  # generated or judged since the last process phase
 
     @property
     def cfg(self) -> Config:
@@ -85,6 +114,9 @@ class ScheduleRunner:
             await self._resync()
             if self.gen.board.all_totals_met() and not await self._judging_pending():
                 if until_done:
+                    process = [p for p in self.cfg.schedule.phases if p.kind == "process"]
+                    if process and self.unprocessed:  # processing catches up before the end
+                        await self._process(process[0].name)
                     return Outcome("done")
                 await self._idle_until_targets_change()
                 continue
@@ -138,13 +170,8 @@ class ScheduleRunner:
             if phase.kind == "validate":
                 await self._sequential_validate(phase, replan)
                 continue
-            if phase.kind != "generate":
-                log.debug(
-                    "phase.skipped",
-                    phase=phase.name,
-                    kind=phase.kind,
-                    reason="processing arrives in a later release",
-                )
+            if phase.kind == "process":
+                await self._process(phase.name)
                 continue
             todo = [d for d in phase.datatypes if self.gen.board.cycle_remaining(d) > 0]
             if todo:
@@ -171,6 +198,7 @@ class ScheduleRunner:
     async def _judge(self, phase: str, stop: anyio.Event) -> None:
         """One judging round over what is due; its verdicts go through the writer."""
         assert self.gen.judges is not None
+        self.unprocessed = True
         async with self.batches.clone() as verdicts:
 
             async def commit(pending: PendingVerdicts) -> None:
@@ -234,6 +262,7 @@ class ScheduleRunner:
         )
         keep_alive = _minutes_text(slot.end - now, extra_minutes=10)
         validating = phase is not None and phase.kind == "validate" and self._judges()
+        processing = phase is not None and phase.kind == "process"
         models = [self._judge_model()] if validating else self._models(todo)
         if not models and self.cfg.schedule.backfill and self.scheduler.current:
             models = [m for m in self._all_models() if m.name in self.scheduler.current]
@@ -249,6 +278,8 @@ class ScheduleRunner:
             tg.start_soon(self._end_at, slot.end, replan)
             tg.start_soon(self._watch_residency, name, replan, keep_alive)
             tg.start_soon(self._preload_before, slot.end, replan)
+            if processing:  # beside the backfill below: processing needs no GPU
+                tg.start_soon(self._process, name)
             if todo:
                 await self._generate(name, todo, self.gen.board.daily_remaining, replan)
             if validating:
@@ -307,6 +338,37 @@ class ScheduleRunner:
             with anyio.move_on_after(1.0):
                 await replan.wait()
 
+    async def _process(self, phase: str) -> None:
+        """A process phase: the processing steps, then the day's report in all three formats
+        into ``service.reports_dir``, written in a worker thread so the event loop (and the
+        generation beside it) goes on."""
+        day = local_day(self.cfg.service.tzinfo(), self.clock.now())
+        log.info("phase.processing", phase=phase, day=day, steps=len(self.processing))
+        job = ProcessingJob(phase, day, self.cfg, self.gen.store, self.gen.stopping.is_set)
+        for step in self.processing:
+            name = getattr(step, "__name__", type(step).__name__)
+            try:
+                await step(job)
+            except GenServiceError as exc:
+                log.error("process.step_failed", phase=phase, step=name, error=str(exc))
+        try:
+            paths = await anyio.to_thread.run_sync(
+                write_day_reports, self.cfg, day, self.clock.now()
+            )
+        except GenServiceError as exc:
+            log.error("report.failed", phase=phase, day=day, error=str(exc))
+        except Exception as exc:  # a bug in a report must not stop a 24/7 generator
+            log.error(
+                "report.crashed",
+                phase=phase,
+                day=day,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
+        else:
+            log.info("report.written", phase=phase, day=day, paths=[str(p) for p in paths])
+        self.unprocessed = False
+
     # shared
 
     async def _generate(
@@ -317,6 +379,7 @@ class ScheduleRunner:
         replan: anyio.Event,
     ) -> None:
         models = sorted({self.cfg.model_for(d).name for d in datatypes})
+        self.unprocessed = True
         log.info(
             "phase.started",
             phase=phase,
