@@ -387,3 +387,19 @@ def test_verdicts_repeat_for_the_same_seed() -> None:
             schema = judge_schema(TYPE_LABELS["dramatic_irony"])
             verdicts.append(chat(client, schema, judge_prompt("dramatic_irony", item, KINDS)))
     assert verdicts[0] == verdicts[1]
+
+
+def test_dimensions_follow_the_shares_in_the_service_s_grammar_safe_schema() -> None:
+    """The service sends grammar-safe verdict schemas, where 0..1 is an enum of two-decimal
+    values: the dimensions still come from the high range at low share 0 and from the low one
+    at low share 1."""
+    from gen_service.domain.judging import verdict_schema
+    from gen_service.domain.schema import grammar_safe
+
+    schema = grammar_safe(verdict_schema(REGISTRY["tension_building"]))
+    assert "enum" in schema["properties"]["authenticity"]
+    for share, (lo, hi) in ((0.0, (0.75, 0.98)), (1.0, (0.30, 0.65))):
+        with serve(seed=3, judge=JudgeBehaviour(low_quality_share=share)) as (_, client):
+            for _ in range(5):
+                verdict = chat(client, schema, "Judge this sample.")
+                assert all(lo <= verdict[d] <= hi for d in DIMENSIONS), verdict

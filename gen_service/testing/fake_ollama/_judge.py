@@ -4,7 +4,8 @@ A chat request is a judge request when its ``format`` schema's top-level propert
 ``authenticity``, ``consistency``, ``complexity``, ``usability`` and ``recommendation``. The
 verdict fills that schema (extra properties are faked as usual), then sets:
 
-- the four dimensions (where the schema makes them numbers): with probability
+- the four dimensions (where the schema makes them numbers, or an enum of numbers as a
+  grammar-safe schema writes a range): with probability
   ``JudgeBehaviour.low_quality_share`` all four drawn from [0.30, 0.65], otherwise from
   [0.75, 0.98], two decimals;
 - ``issues`` (an array of strings): 0-2 short sentences, 2-4 when low; ``recommendation`` (a
@@ -90,8 +91,12 @@ def verdict(
     low = rng.random() < behaviour.low_quality_share
     lo, hi = LOW_RANGE if low else HIGH_RANGE
     for name in DIMENSIONS:
+        drawn = round(rng.uniform(lo, hi), 2)
         if _plain(faker, props.get(name), "number") is not None:
-            value[name] = round(rng.uniform(lo, hi), 2)
+            value[name] = drawn
+        elif (choices := [v for v in _enum(faker, props.get(name)) if is_number(v)]):
+            # A grammar-safe schema writes the 0..1 range as an enum of its values.
+            value[name] = min(choices, key=lambda v: abs(float(v) - drawn))
     issues = _plain(faker, props.get("issues"), "array")
     text_item = _plain(faker, issues.get("items", {}), "string") if issues is not None else None
     if issues is not None and text_item is not None:
