@@ -165,7 +165,21 @@ class ValidationConfig(_Section):
 
 
 class DedupConfig(_Section):
+    # A sample at least this similar (estimated Jaccard of word 3-shingles) to an accepted one
+    # of its type is a duplicate; at least cluster_threshold, it joins that sample's cluster,
+    # which the export keeps in one split.
     threshold: Annotated[float, Field(gt=0, le=1)] = 0.85
+    cluster_threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+    @model_validator(mode="after")
+    def _cluster_below_duplicate(self) -> DedupConfig:
+        if self.cluster_threshold > self.threshold:
+            raise ValueError(
+                f"cluster_threshold {self.cluster_threshold} is above threshold "
+                f"{self.threshold}; a cluster gathers related samples, duplicates are the "
+                "closest of them: lower cluster_threshold"
+            )
+        return self
 
 
 class PhaseConfig(_Section):
@@ -293,7 +307,6 @@ class Config(_Section):
 NOT_BUILT: dict[tuple[str, str], str] = {
     ("service", "metrics_addr"): "the /metrics and /status endpoint",
     ("service", "progress"): "progress bars for foreground runs",
-    ("dedup", "threshold"): "near-duplicate detection (only exact copies are caught today)",
 }
 
 

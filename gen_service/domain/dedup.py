@@ -1,13 +1,37 @@
-"""Dedup signatures (pure): the canonical content hash for exact duplicates."""
+"""Duplicate detection (pure): the exact content hash, and MinHash signatures for near-copies.
+
+**Exact copies**: :func:`content_hash` of the canonical JSON of a sample's prose.
+
+**Near-copies**: each sample's prose (its type's ``text_for_dedup``) becomes a set of word
+3-shingles, and the set a MinHash signature of :data:`NUM_PERM` 32-bit values computed by
+datasketch (its permutations and hashing, vectorised with numpy). Two signatures agree on a
+share of their values that estimates the Jaccard similarity of the two shingle sets
+(:func:`jaccard`). Locality-sensitive hashing finds candidates without comparing with every
+sample: the signature is cut into ``b`` bands of ``r`` values and each band hashed to one
+64-bit key (:func:`band_keys`); two samples that share a key are candidates. ``b`` and ``r``
+come from datasketch's optimiser for the *cluster* threshold (the looser one), so every pair
+at the duplicate threshold is found too. Where the keys are stored and queried is the store's
+business (a table in SQLite, not an in-memory index: see ``adapters/store/batches.py``).
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+NUM_PERM = 128
+SEED = 1  # fixed: signatures stored in the database stay comparable across restarts
+SHINGLE = 3  # words per shingle
+
 _SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
 def canonical(value: Any) -> Any:
@@ -28,3 +52,73 @@ def content_hash(value: Any) -> str:
     value); equal for exact duplicates."""
     text = json.dumps(canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# -- near-copies ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> MinHash:
+    # Building the permutations costs more than hashing a sample; every signature reuses them.
+    return MinHash(num_perm=NUM_PERM, seed=SEED)
+
+
+def shingles(text: str) -> list[bytes]:
+    """The word 3-shingles of ``text`` (lowercased; a text of fewer words is one shingle)."""
+    words = [w.casefold() for w in _WORD.findall(text)]
+    if len(words) <= SHINGLE:
+        return [" ".join(words).encode()] if words else [b""]
+    return [" ".join(words[i : i + SHINGLE]).encode() for i in range(len(words) - SHINGLE + 1)]
+
+
+def signature(text: str) -> np.ndarray[Any, np.dtype[np.uint32]]:
+    """The MinHash signature of ``text``'s shingle set: NUM_PERM 32-bit values."""
+    template = _template()
+    m = MinHash(num_perm=NUM_PERM, permutations=template.permutations, scheme=template.scheme)
+    m.update_batch(shingles(text))
+    values: np.ndarray[Any, np.dtype[np.uint32]] = np.asarray(m.hashvalues, dtype=np.uint32)
+    return values
+
+
+def signature_bytes(text: str) -> bytes:
+    return signature(text).tobytes()
+
+
+def from_bytes(blob: bytes) -> np.ndarray[Any, np.dtype[np.uint32]]:
+    values: np.ndarray[Any, np.dtype[np.uint32]] = np.frombuffer(blob, dtype=np.uint32)
+    return values
+
+
+def jaccard(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
+    """The Jaccard similarity two signatures estimate: the share of values they agree on."""
+    return float(np.count_nonzero(a == b)) / len(a)
+
+
+@dataclass(frozen=True, slots=True)
+class Banding:
+    """How signatures are cut for LSH: ``bands`` of ``rows`` values each."""
+
+    bands: int
+    rows: int
+
+    def to_setting(self) -> str:
+        return f"{NUM_PERM}:{self.bands}x{self.rows}"
+
+
+@functools.lru_cache(maxsize=8)
+def banding(threshold: float) -> Banding:
+    """datasketch's optimal bands and rows for ``threshold`` (false positives and negatives
+    weighted equally) at NUM_PERM permutations."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    return Banding(int(lsh.b), int(lsh.r))
+
+
+def band_keys(values: np.ndarray[Any, Any], layout: Banding) -> list[int]:
+    """One signed 64-bit key per band (the band's index mixed in, so equal values in two
+    bands do not collide): the keys two candidate samples share."""
+    keys: list[int] = []
+    for band in range(layout.bands):
+        chunk = values[band * layout.rows : (band + 1) * layout.rows].tobytes()
+        digest = hashlib.blake2b(band.to_bytes(2, "big") + chunk, digest_size=8).digest()
+        keys.append(int.from_bytes(digest, "big", signed=True))
+    return keys

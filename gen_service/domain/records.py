@@ -21,6 +21,7 @@ class SampleRow:
     quota_key: str | None = None
     item_index: int | None = None  # its position in the request, which is its brief's
     brief_json: str | None = None  # the brief it was written from (provenance)
+    signature: bytes | None = None  # MinHash signature of its prose (accepted samples)
 
 
 @dataclass(frozen=True, slots=True)

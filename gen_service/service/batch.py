@@ -28,7 +28,7 @@ from gen_service.domain.checking import check, request_schema, rules_for
 from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
-from gen_service.domain.dedup import content_hash
+from gen_service.domain.dedup import content_hash, signature_bytes
 from gen_service.domain.facets import steer
 from gen_service.domain.parsing import (
     InvalidItem,
@@ -425,6 +425,7 @@ def rows_of(
         payload = item.sample.model_dump(mode="json")
         brief = contexts[item.index] if item.index < len(contexts) else None
         problems = check(spec, item.sample, brief, rules=rules, payload=payload)
+        prose = spec.text_for_dedup(item.sample)
         rows.append(
             SampleRow(
                 datatype=spec.name,
@@ -432,11 +433,14 @@ def rows_of(
                 payload_json=json.dumps(payload, ensure_ascii=False),
                 # Exact copies are judged on the prose: the same text under new names and
                 # numbers is still the same training example.
-                content_hash=content_hash(spec.text_for_dedup(item.sample)),
+                content_hash=content_hash(prose),
                 reason="; ".join(problems) or None,
                 quota_key=brief.quota_key if brief is not None else None,
                 item_index=item.index,
                 brief_json=briefs[item.index] if item.index < len(briefs) else None,
+                # The near-duplicate check's input, computed here beside the other checks
+                # (the writer's transaction only looks it up).
+                signature=None if problems else signature_bytes(prose),
             )
         )
     for bad in sorted(parsed.invalid, key=lambda v: v.index):

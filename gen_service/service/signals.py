@@ -16,6 +16,7 @@ import structlog
 
 from gen_service.adapters.prompt_files import load_judge_library, load_prompt_library
 from gen_service.adapters.store import Store
+from gen_service.adapters.store.batches import NearDuplicates
 from gen_service.adapters.systemd import Notifier
 from gen_service.config import Config, load_config
 from gen_service.domain.judging import JudgeLibrary
@@ -82,6 +83,10 @@ class Reloader:
         self._gen.board.reconfigure(new)
         self._scheduler.num_parallel = new.backend.num_parallel
         await self._store.set_targets(target_rows(new), new.service.tzinfo())
+        if new.dedup != old.dedup:
+            await self._store.use_near_duplicates(
+                NearDuplicates(new.dedup.threshold, new.dedup.cluster_threshold)
+            )
         self.reloads += 1
         log.info("config.reloaded", path=str(old.source), changes=changes)
         self._request_replan()

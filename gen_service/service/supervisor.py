@@ -20,6 +20,7 @@ from gen_service.adapters.gpu import vram_budget_bytes
 from gen_service.adapters.prompt_files import load_prompt_library
 from gen_service.adapters.state_file import StateFile
 from gen_service.adapters.store import Store
+from gen_service.adapters.store.batches import NearDuplicates
 from gen_service.adapters.systemd import Notifier, watchdog_loop
 from gen_service.config import Config, config_warnings
 from gen_service.domain.judging import JudgeLibrary
@@ -34,6 +35,7 @@ from gen_service.service.regeneration import Regenerations
 from gen_service.service.runner import Control, Outcome, ScheduleRunner
 from gen_service.service.scheduler import ModelScheduler
 from gen_service.service.signals import Reloader, load_judges, target_rows, watch_signals
+from gen_service.service.sweep import sweep_near_duplicates
 from gen_service.service.writer import PendingWrite, WriteContext, write_batches
 
 log = structlog.get_logger("gen_service.supervisor")
@@ -79,6 +81,7 @@ async def _supervise(
 ) -> Outcome:
     tz = cfg.service.tzinfo()
     await store.set_targets(target_rows(cfg), tz)
+    await use_near_duplicates(store, cfg)
     today = local_day(tz, clock.now())
     board = ProgressBoard(cfg, await store.type_counts(today), today)
     gen = Generation(
@@ -152,7 +155,14 @@ async def _supervise(
             notifier.ready(f"running {cfg.schedule.mode} schedule, run {run_id}")
             with work:
                 async with batches_tx:
-                    runner = ScheduleRunner(gen, scheduler, control, batches_tx, clock)
+                    runner = ScheduleRunner(
+                        gen,
+                        scheduler,
+                        control,
+                        batches_tx,
+                        clock,
+                        processing=[sweep_near_duplicates],
+                    )
                     outcome = await runner.run(until_done)
             signals.cancel()
             tg.cancel_scope.cancel()  # the probe, if one is waiting
@@ -166,6 +176,22 @@ async def _supervise(
     live.close()
     notifier.close()
     return outcome
+
+
+async def use_near_duplicates(store: Store, cfg: Config) -> None:
+    """Decide near-duplicates with the config's thresholds; a changed cluster threshold
+    rebuilds the stored band keys (seconds per 100,000 samples)."""
+    started = anyio.current_time()
+    rebanded = await store.use_near_duplicates(
+        NearDuplicates(cfg.dedup.threshold, cfg.dedup.cluster_threshold)
+    )
+    if rebanded:
+        log.info(
+            "dedup.rebanded",
+            samples=rebanded,
+            seconds=round(anyio.current_time() - started, 2),
+            cluster_threshold=cfg.dedup.cluster_threshold,
+        )
 
 
 def open_state_file(db: Path) -> StateFile | None:

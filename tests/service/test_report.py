@@ -413,3 +413,40 @@ async def test_processing_steps_run_before_the_report(produced: Produced, tmp_pa
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         f"{produced.day}.{s}" for s in ("html", "json", "txt")
     ]
+
+
+def test_the_run_ends_with_an_exportable_dataset(
+    produced: Produced, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generate, validate and process run ends with a dataset: every accepted sample has
+    a signature and a cluster (so the splits keep clusters whole), and the export of what the
+    judge passed loads with the `datasets` library, offline."""
+    datasets = pytest.importorskip("datasets")
+    unsigned = sql(
+        produced.db,
+        "SELECT COUNT(*) FROM samples x LEFT JOIN signatures s ON s.sample_id = x.id"
+        " WHERE x.status = 'accepted' AND (s.sample_id IS NULL OR x.cluster_id IS NULL)",
+    )[0][0]
+    assert unsigned == 0
+    out = tmp_path / "dataset"
+    assert main(["export", "--config", str(produced.config), "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    exported = 0
+    for name, info in manifest["datatypes"].items():
+        if not sum(info["rows"].values()):
+            continue
+        ds = datasets.load_dataset(str(out), name, cache_dir=str(tmp_path / "hf"))
+        exported += sum(ds[s].num_rows for s in ds)
+        clusters: dict[int, set[str]] = {}
+        for split in ds:
+            for r in ds[split]:
+                clusters.setdefault(r["cluster_id"], set()).add(split)
+        assert all(len(splits) == 1 for splits in clusters.values()), name
+    passed = sql(
+        produced.db,
+        "SELECT COUNT(*) FROM samples s JOIN batches b ON b.id = s.batch_id"
+        " WHERE s.status = 'accepted' AND b.judged_at IS NOT NULL AND b.flagged = 0",
+    )[0][0]
+    assert exported == passed > 0

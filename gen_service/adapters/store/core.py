@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import socket
@@ -24,6 +23,8 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from gen_service.adapters.store import batches
+from gen_service.adapters.store.batches import NearDuplicates
 from gen_service.adapters.store.quality import QualityQueries
 from gen_service.adapters.store.schema import MIGRATIONS, SCHEMA_VERSION
 from gen_service.domain.records import BatchRecord, CommitResult
@@ -70,6 +71,7 @@ class Store(QualityQueries):
     ) -> None:
         self._conn = conn
         self.path = path
+        self.near: NearDuplicates | None = None  # how near-duplicates are decided; None: off
         self._now = now  # the service's Clock, so a scaled clock's runs stamp scaled times
         # One connection, several tasks (writer, scheduler, reload): a statement from one must
         # never land inside another's open transaction.
@@ -142,98 +144,49 @@ class Store(QualityQueries):
     # -- batches -----------------------------------------------------------------------------
 
     async def commit_batch(self, run_id: int | None, batch: BatchRecord) -> CommitResult:
-        """Insert a batch and its samples in one transaction; exact duplicates of accepted
-        samples (committed earlier or earlier in this batch) are stored as ``duplicate``."""
-        candidates = [s.content_hash for s in batch.samples if s.status == "accepted"]
-        async with self._transaction():
-            seen: set[str] = set()
-            if candidates:
-                marks = ",".join("?" * len(candidates))
-                async with self._conn.execute(
-                    "SELECT content_hash FROM samples WHERE datatype = ? AND status = 'accepted'"
-                    f" AND content_hash IN ({marks})",
-                    (batch.datatype, *candidates),
-                ) as cur:
-                    seen.update(row[0] for row in await cur.fetchall())
-            rows: list[tuple[Any, ...]] = []
-            accepted = rejected = duplicates = 0
-            for sample in batch.samples:
-                status, reason = sample.status, sample.reason
-                if status == "accepted":
-                    if sample.content_hash in seen:
-                        status, reason = "duplicate", "exact duplicate of an accepted sample"
-                        duplicates += 1
-                    else:
-                        assert sample.content_hash is not None
-                        seen.add(sample.content_hash)
-                        accepted += 1
-                else:
-                    rejected += 1
-                rows.append(
-                    (
-                        sample.datatype,
-                        status,
-                        reason,
-                        sample.content_hash,
-                        sample.quota_key,
-                        sample.payload_json,
-                        batch.created_at,
-                        batch.day,
-                        sample.item_index,
-                        sample.brief_json,
-                    )
+        """Insert a batch and its samples in one transaction, deciding exact and near
+        duplicates and clusters (see :mod:`gen_service.adapters.store.batches`)."""
+        result: CommitResult = await self._run(batches.commit_batch, run_id, batch, self.near)
+        return result
+
+    async def use_near_duplicates(self, near: NearDuplicates | None) -> int | None:
+        """Decide near-duplicates with ``near`` from now on. When the band layout it needs is
+        not the one the stored bands were made with (the cluster threshold changed), rebuild
+        them from the stored signatures; returns how many samples that rebanded, or None."""
+        self.near = near
+        if near is None:
+            return None
+        wanted = near.layout.to_setting()
+        async with self._conn.execute(
+            "SELECT value FROM settings WHERE key = ?", (batches.BANDING_SETTING,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is not None and row[0] == wanted:
+            return None
+        return int(await self._run(batches.rebuild_bands, near.layout))
+
+    async def sweep_near_duplicates(
+        self, limit: int, signature_of: Callable[[str, str], bytes]
+    ) -> batches.SweepChunk:
+        """One chunk of the near-duplicate sweep (see :func:`batches.sweep_chunk`)."""
+        if self.near is None:
+            return batches.SweepChunk(0, 0)
+        chunk: batches.SweepChunk = await self._run(
+            batches.sweep_chunk, self.near, limit, signature_of
+        )
+        return chunk
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(connection, *args)`` on the connection's own worker thread (aiosqlite's queue:
+        one hop from the event loop for a whole unit of work), under the store's lock; SQLite's
+        errors become StoreError, or StoreUnavailable when the disk refuses writes."""
+        async with self._lock:
+            try:
+                return await self._conn._execute(  # type: ignore[no-untyped-call]
+                    fn, self._conn._conn, *args
                 )
-            cur = await self._conn.execute(
-                "INSERT INTO batches (run_id, datatype, model, phase, status, attempts, error,"
-                " requested, valid, invalid, accepted, rejected, duplicates, prompt_tokens,"
-                " eval_tokens, total_s, load_s, eval_s, latency_s, seed, temperature,"
-                " num_predict, created_at, day, template_hash, example_ids, briefs, refinement,"
-                " replaces, regeneration, wasted_tokens)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    run_id,
-                    batch.datatype,
-                    batch.model,
-                    batch.phase,
-                    batch.status,
-                    batch.attempts,
-                    batch.error,
-                    batch.requested,
-                    accepted + duplicates,
-                    rejected,
-                    accepted,
-                    rejected,
-                    duplicates,
-                    batch.prompt_tokens,
-                    batch.eval_tokens,
-                    batch.total_s,
-                    batch.load_s,
-                    batch.eval_s,
-                    batch.latency_s,
-                    batch.seed,
-                    batch.temperature,
-                    batch.num_predict,
-                    batch.created_at,
-                    batch.day,
-                    batch.template_hash,
-                    json.dumps(list(batch.example_ids)) if batch.example_ids else None,
-                    batch.briefs_json,
-                    batch.refinement,
-                    batch.replaces,
-                    batch.regeneration,
-                    batch.wasted_tokens,
-                ),
-            )
-            batch_id = cur.lastrowid
-            await cur.close()
-            assert batch_id is not None
-            await self._conn.executemany(
-                "INSERT INTO samples (batch_id, datatype, status, reason, content_hash,"
-                " quota_key, payload, created_at, day, item_index, brief)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(batch_id, *row) for row in rows],
-            )
-        return CommitResult(batch_id, accepted, rejected, duplicates)
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.path, "a transaction failed") from exc
 
     async def type_counts(self, day: str) -> dict[str, TypeCounts]:
         """Accepted / rejected / duplicate totals per data type, and accepted on ``day``."""

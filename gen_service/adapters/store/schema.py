@@ -329,6 +329,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE batches ADD COLUMN wasted_tokens INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: the LSH band keys of the accepted samples' signatures: the near-duplicate index, on
+    # disk and clustered by (datatype, key), so a check is one indexed lookup per band and a
+    # restart rebuilds nothing.
+    """
+    CREATE TABLE lsh_bands (
+        datatype   TEXT NOT NULL,
+        key        INTEGER NOT NULL,
+        sample_id  INTEGER NOT NULL,
+        PRIMARY KEY (datatype, key, sample_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX lsh_bands_by_sample ON lsh_bands (sample_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

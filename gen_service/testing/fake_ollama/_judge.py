@@ -94,7 +94,7 @@ def verdict(
         drawn = round(rng.uniform(lo, hi), 2)
         if _plain(faker, props.get(name), "number") is not None:
             value[name] = drawn
-        elif (choices := [v for v in _enum(faker, props.get(name)) if is_number(v)]):
+        elif choices := [v for v in _enum(faker, props.get(name)) if is_number(v)]:
             # A grammar-safe schema writes the 0..1 range as an enum of its values.
             value[name] = min(choices, key=lambda v: abs(float(v) - drawn))
     issues = _plain(faker, props.get("issues"), "array")

@@ -1,0 +1,213 @@
+"""Near-duplicates and clusters, decided in the store's commit against real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gen_service.adapters.store import Store
+from gen_service.adapters.store.batches import NearDuplicates
+from gen_service.adapters.store.quality import JudgmentRow
+from gen_service.adapters.store.review import decide, open_for_review
+from gen_service.domain import dedup
+from gen_service.domain.datatypes import REGISTRY
+from gen_service.domain.records import BatchRecord, SampleRow
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "prompts" / "examples"
+NEAR = NearDuplicates(threshold=0.85, cluster_threshold=0.5)
+TYPE = "emotional_authenticity"
+
+
+def examples() -> list[dict[str, Any]]:
+    lines = (EXAMPLES / f"{TYPE}.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines if x.strip()]
+
+
+def prose(payload: dict[str, Any]) -> str:
+    spec = REGISTRY[TYPE]
+    text: str = spec.text_for_dedup(spec.model.model_validate(payload))
+    return text
+
+
+def row(payload: dict[str, Any]) -> SampleRow:
+    text = prose(payload)
+    return SampleRow(
+        TYPE, "accepted", json.dumps(payload), content_hash=dedup.content_hash(text),
+        signature=dedup.signature_bytes(text),
+    )  # fmt: skip
+
+
+def batch(*rows: SampleRow) -> BatchRecord:
+    return BatchRecord(
+        datatype=TYPE, model="m", phase="p", status="ok", attempts=1, requested=len(rows),
+        temperature=0.8, num_predict=100, seed=1, created_at="2026-11-25T10:00:00.000+00:00",
+        day="2026-11-25", samples=rows,
+    )  # fmt: skip
+
+
+def a_few_words_changed(payload: dict[str, Any]) -> dict[str, Any]:
+    """The same sample with a handful of words swapped, as a model repeating itself does."""
+    copy = json.loads(json.dumps(payload))
+    copy["behavior"] = copy["behavior"].replace("the", "that", 1)
+    copy["dialogue"] = copy["dialogue"].replace(".", "!", 1)
+    copy["internal_thought"] = "Honestly, " + copy["internal_thought"]
+    return copy
+
+
+def partly_rewritten(payload: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """A related sample: its dialogue and behaviour written anew (taken from another)."""
+    copy = json.loads(json.dumps(payload))
+    for field in ("dialogue", "behavior"):
+        copy[field] = other[field]
+    return copy
+
+
+def samples(db: Path) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    rows = [dict(r) for r in conn.execute("SELECT * FROM samples ORDER BY id")]
+    conn.close()
+    return rows
+
+
+def test_signatures_estimate_similarity() -> None:
+    """Identical prose has similarity 1, a few changed words stays above the duplicate bar,
+    different samples are far below it."""
+    first, second = examples()[0], examples()[1]
+    a = dedup.signature(prose(first))
+    assert dedup.jaccard(a, dedup.signature(prose(first))) == 1.0
+    assert dedup.jaccard(a, dedup.signature(prose(a_few_words_changed(first)))) >= 0.85
+    assert dedup.jaccard(a, dedup.signature(prose(second))) < 0.3
+    layout = dedup.banding(0.5)
+    assert layout.bands * layout.rows <= dedup.NUM_PERM
+    assert len(dedup.band_keys(a, layout)) == layout.bands
+
+
+async def test_a_near_copy_is_a_duplicate_of_what_it_copies(tmp_path: Path) -> None:
+    """A sample with a few words changed is stored as `duplicate` of the accepted one, also
+    later in the same batch; an unrelated sample founds its own cluster."""
+    first, second = examples()[0], examples()[1]
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        await store.use_near_duplicates(NEAR)
+        result = await store.commit_batch(None, batch(row(first), row(a_few_words_changed(first))))
+        assert (result.accepted, result.duplicates) == (1, 1)
+        await store.commit_batch(None, batch(row(second)))
+    rows = samples(db)
+    assert rows[1]["status"] == "duplicate" and rows[1]["duplicate_of"] == rows[0]["id"]
+    assert "near duplicate of sample" in rows[1]["reason"]
+    assert rows[0]["cluster_id"] == rows[0]["id"]
+    assert rows[2]["cluster_id"] == rows[2]["id"]  # unrelated: its own cluster
+
+
+async def test_a_related_sample_joins_the_cluster(tmp_path: Path) -> None:
+    """A sample similar enough to share a cluster but not a copy is accepted into the
+    cluster of the sample it resembles."""
+    first, second = examples()[0], examples()[1]
+    related = partly_rewritten(first, second)
+    similarity = dedup.jaccard(dedup.signature(prose(first)), dedup.signature(prose(related)))
+    assert 0.5 <= similarity < 0.85, similarity
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        await store.use_near_duplicates(NEAR)
+        await store.commit_batch(None, batch(row(first)))
+        result = await store.commit_batch(None, batch(row(related)))
+        assert result.accepted == 1
+    rows = samples(db)
+    assert rows[1]["status"] == "accepted" and rows[1]["cluster_id"] == rows[0]["id"]
+
+
+async def test_the_index_survives_a_restart(tmp_path: Path) -> None:
+    """The band keys are stored: after reopening the database a near-copy is still caught,
+    and nothing had to be rebuilt."""
+    first = examples()[0]
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        assert await store.use_near_duplicates(NEAR) == 0  # an empty index, banded at once
+        await store.commit_batch(None, batch(row(first)))
+    async with Store.open(db) as store:
+        assert await store.use_near_duplicates(NEAR) is None  # the same layout: no rebuild
+        result = await store.commit_batch(None, batch(row(a_few_words_changed(first))))
+    assert result.duplicates == 1
+
+
+async def test_flagged_samples_leave_the_index_and_a_review_puts_them_back(
+    tmp_path: Path,
+) -> None:
+    """A flagged batch's samples no longer make their replacements duplicates; a review that
+    accepts the batch puts them back in the index."""
+    first = examples()[0]
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        await store.use_near_duplicates(NEAR)
+        committed = await store.commit_batch(None, batch(row(first)))
+        sample_id = samples(db)[0]["id"]
+        judgment = JudgmentRow(
+            sample_id, "j", 0.4, dict.fromkeys(("authenticity", "consistency", "complexity",
+            "usability"), 0.4), None, None, None, ("flat",), "Be specific.",
+        )  # fmt: skip
+        await store.commit_judgments(
+            committed.batch_id, [judgment], mean=0.4, flagged=True, reason="low", day="d"
+        )
+        replacement = await store.commit_batch(None, batch(row(a_few_words_changed(first))))
+        assert replacement.accepted == 1, "the flagged original must not block its replacement"
+    conn = open_for_review(db)
+    decide(conn, committed.batch_id, "accepted", None, "2026-11-25T12:00:00.000+00:00")
+    conn.close()
+    async with Store.open(db) as store:
+        await store.use_near_duplicates(NEAR)
+        again = await store.commit_batch(None, batch(row(a_few_words_changed(first))))
+    assert again.duplicates == 1
+
+
+async def test_a_new_cluster_threshold_rebuilds_the_bands(tmp_path: Path) -> None:
+    """Changing the cluster threshold rebands every accepted sample from its stored
+    signature, and near-copies are still caught afterwards."""
+    rows = [row(e) for e in examples()[:5]]
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        await store.use_near_duplicates(NEAR)
+        await store.commit_batch(None, batch(*rows))
+    async with Store.open(db) as store:
+        looser = NearDuplicates(threshold=0.85, cluster_threshold=0.3)
+        assert await store.use_near_duplicates(looser) == 5
+        result = await store.commit_batch(None, batch(row(a_few_words_changed(examples()[2]))))
+    assert result.duplicates == 1
+    conn = sqlite3.connect(db)
+    layouts = {n for (n,) in conn.execute("SELECT COUNT(*) FROM lsh_bands GROUP BY sample_id")}
+    conn.close()
+    assert layouts == {dedup.banding(0.3).bands}
+
+
+async def test_the_sweep_signs_older_samples_and_finds_their_copies(tmp_path: Path) -> None:
+    """Samples committed without near-duplicate checks (an older database) get signatures
+    from the process phase's sweep; a near-copy among them becomes a duplicate of the earlier
+    one, the others get their clusters and join the index."""
+    from gen_service.service.sweep import signature_of
+
+    first, second = examples()[0], examples()[1]
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:  # near-duplicates off: as before they existed
+        plain = [
+            SampleRow(TYPE, "accepted", json.dumps(p), content_hash=dedup.content_hash(prose(p)))
+            for p in (first, second, a_few_words_changed(first))
+        ]
+        await store.commit_batch(None, batch(*plain))
+        assert {r["status"] for r in samples(db)} == {"accepted"}
+        await store.use_near_duplicates(NEAR)
+        done = await store.sweep_near_duplicates(2, signature_of)
+        assert (done.examined, done.duplicates) == (2, 0)
+        done = await store.sweep_near_duplicates(200, signature_of)
+        assert (done.examined, done.duplicates) == (1, 1)
+        assert (await store.sweep_near_duplicates(200, signature_of)).examined == 0
+        later = await store.commit_batch(None, batch(row(a_few_words_changed(second))))
+    rows = samples(db)
+    assert rows[2]["status"] == "duplicate" and rows[2]["duplicate_of"] == rows[0]["id"]
+    assert rows[0]["cluster_id"] == rows[0]["id"] and rows[1]["cluster_id"] == rows[1]["id"]
+    assert later.duplicates == 1  # the swept samples are in the index
