@@ -77,11 +77,38 @@ class ServiceConfig(_Section):
         return self.reports_dir if self.reports_dir is not None else self.db.parent / "reports"
 
     def tzinfo(self) -> dt.tzinfo:
+        """The configured zone with its rules (daylight saving included); "local" is the
+        system's zone (see :func:`local_zone`)."""
         if self.timezone == "local":
-            local = dt.datetime.now().astimezone().tzinfo
-            assert local is not None
-            return local
+            return local_zone()
         return zoneinfo.ZoneInfo(self.timezone)
+
+
+def local_zone() -> dt.tzinfo:
+    """The system's time zone with its rules: ``TZ``, else the zone /etc/localtime links to,
+    else the rules in /etc/localtime itself; a fixed UTC offset only when none of those can
+    be read (it cannot follow daylight saving, so a clock schedule would drift an hour)."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    candidates = [name] if name else []
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for candidate in candidates:
+        try:
+            return zoneinfo.ZoneInfo(candidate)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+    try:
+        with open("/etc/localtime", "rb") as rules:
+            return zoneinfo.ZoneInfo.from_file(rules, key="localtime")
+    except (OSError, ValueError):
+        pass
+    fixed = dt.datetime.now().astimezone().tzinfo
+    assert fixed is not None
+    return fixed
 
 
 class BackendConfig(_Section):

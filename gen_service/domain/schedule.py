@@ -47,24 +47,65 @@ def phase_at(phases: Sequence[ClockPhase], minute: int) -> ClockPhase | None:
 
 
 def slot_at(phases: Sequence[ClockPhase], now: dt.datetime) -> Slot:
-    """The phase at local time ``now`` (tz-aware) and the wall-clock span it holds for.
+    """The phase at ``now`` (tz-aware, in the schedule's zone) and the span it holds for.
 
-    The span runs from the last phase boundary at or before ``now`` to the next one after it;
-    boundaries are computed on the local calendar, so a DST change shortens or lengthens the
-    phase it falls in, as a wall clock would."""
-    minute_now = now.hour * 60 + now.minute
-    boundaries = sorted({m % DAY_MINUTES for p in phases for m in p.minutes()})
-    if not boundaries:
+    Boundaries are the phases' ``HH:MM`` on the local calendar, turned into instants and
+    ordered in absolute time, so daylight saving behaves as a wall clock does: the day it
+    starts, the phase holding the skipped hour is an hour shorter (a boundary inside the gap
+    falls after it); the day it ends, the phase holding the repeated hour is an hour longer,
+    and the repeated hour never brings a finished phase back (a boundary in it counts once, at
+    its first occurrence)."""
+    minutes = sorted({m % DAY_MINUTES for p in phases for m in p.minutes()})
+    if not minutes:
         raise ValueError("a clock schedule needs at least one phase")
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    tz = now.tzinfo
+    assert tz is not None, "slot_at needs an aware datetime"
+    today = now.date()
 
     def at(day_offset: int, minute: int) -> dt.datetime:
-        day = (midnight + dt.timedelta(days=day_offset)).date()
+        day = today + dt.timedelta(days=day_offset)
         naive = dt.datetime.combine(day, dt.time(minute // 60, minute % 60))
-        return naive.replace(tzinfo=now.tzinfo)
+        return naive.replace(tzinfo=tz, fold=0)  # an ambiguous time: its first occurrence
 
-    previous = [m for m in boundaries if m <= minute_now]
-    start = at(0, previous[-1]) if previous else at(-1, boundaries[-1])
-    following = [m for m in boundaries if m > minute_now]
-    end = at(0, following[0]) if following else at(1, boundaries[0])
-    return Slot(phase_at(phases, minute_now), start, end)
+    instants = sorted(
+        {at(d, m).astimezone(dt.UTC): m for d in (-1, 0, 1, 2) for m in minutes}.items()
+    )
+    moment = now.astimezone(dt.UTC)
+    index = max(i for i, (instant, _) in enumerate(instants) if instant <= moment)
+    start, minute = instants[index]
+    end = instants[index + 1][0]
+    return Slot(phase_at(phases, minute), start.astimezone(tz), end.astimezone(tz))
+
+
+def next_offset_change(
+    tz: dt.tzinfo, now: dt.datetime, horizon: dt.timedelta = dt.timedelta(days=2)
+) -> dt.datetime | None:
+    """The first moment after ``now`` (UTC-aware) at which ``tz``'s UTC offset changes
+    (daylight saving starts or ends), within ``horizon``; None when it does not. Found by
+    stepping an hour at a time, then bisecting to the second."""
+
+    def offset(moment: dt.datetime) -> dt.timedelta | None:
+        return moment.astimezone(tz).utcoffset()
+
+    start = offset(now)
+    step = dt.timedelta(hours=1)
+    low = now
+    high = now + step
+    while high - now <= horizon:
+        if offset(high) != start:
+            while high - low > dt.timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                if offset(middle) == start:
+                    low = middle
+                else:
+                    high = middle
+            return high.replace(microsecond=0)
+        low, high = high, high + step
+    return None
+
+
+def next_local_midnight(tz: dt.tzinfo, now: dt.datetime) -> dt.datetime:
+    """The next local midnight after ``now`` in ``tz`` (as an aware datetime)."""
+    local = now.astimezone(tz)
+    tomorrow = local.date() + dt.timedelta(days=1)
+    return dt.datetime.combine(tomorrow, dt.time(0, 0)).replace(tzinfo=tz)

@@ -30,7 +30,8 @@ class ScaledClock:
     (speed 60: a schedule minute passes in a real second)."""
 
     def __init__(self, start: dt.datetime, speed: float) -> None:
-        self._start = start
+        # Kept in UTC: an aware datetime of a zone with daylight saving adds wall-clock time.
+        self._start = start.astimezone(dt.UTC)
         self._speed = speed
         self._t0 = time.monotonic()
 

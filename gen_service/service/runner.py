@@ -37,6 +37,9 @@ log = structlog.get_logger("gen_service.runner")
 IDLE_RESYNC_S = 30.0  # while idle, how often the database's counts are read again
 MAX_JUDGE_STALLS = 3  # judging rounds that only fail before the run gives up (exit 69)
 JUDGE_POLL_S = 60.0  # in a clock validate phase, how often to look for newly due batches
+WALL_CHECK_S = 10.0  # how often a wait for a wall-clock moment looks at the clock again
+# A step back smaller than this is clock jitter (an NTP slew), not a reason to change phase.
+STEP_TOLERANCE = dt.timedelta(seconds=60)
 RESIDENCY_CHECK_S = 30.0  # how often a running phase checks its model is still loaded
 PRELOAD_LEAD_S = 120.0  # how long before a boundary the next model may be preloaded
 
@@ -260,7 +263,7 @@ class ScheduleRunner:
             if phase is not None and phase.kind == "generate"
             else []
         )
-        keep_alive = _minutes_text(slot.end - now, extra_minutes=10)
+        keep_alive = _minutes_text(_utc(slot.end) - _utc(now), extra_minutes=10)
         validating = phase is not None and phase.kind == "validate" and self._judges()
         processing = phase is not None and phase.kind == "process"
         models = [self._judge_model()] if validating else self._models(todo)
@@ -275,7 +278,7 @@ class ScheduleRunner:
             datatypes=todo,
         )
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._end_at, slot.end, replan)
+            tg.start_soon(self._end_at, slot.start, slot.end, replan)
             tg.start_soon(self._watch_residency, name, replan, keep_alive)
             tg.start_soon(self._preload_before, slot.end, replan)
             if processing:  # beside the backfill below: processing needs no GPU
@@ -309,8 +312,19 @@ class ScheduleRunner:
             log.info("phase.backfill", phase=phase, datatypes=extra)
             await self._generate(phase, extra, self.gen.board.daily_remaining, replan)
 
-    async def _end_at(self, end: dt.datetime, replan: anyio.Event) -> None:
-        await anyio.sleep(self.clock.seconds_until(end))
+    async def _end_at(self, start: dt.datetime, end: dt.datetime, replan: anyio.Event) -> None:
+        """End the slot at its end on the wall clock, or at once when the clock steps back
+        before its start (then another phase holds): the right phase runs after a step."""
+        while True:
+            now = self.clock.now()
+            stepped_back = now < start - STEP_TOLERANCE
+            if now >= end or stepped_back:
+                if stepped_back:
+                    log.warning(
+                        "clock.stepped_back", phase_started=start.isoformat(), now=now.isoformat()
+                    )
+                break
+            await anyio.sleep(min(self.clock.seconds_until(end), WALL_CHECK_S))
         replan.set()
 
     async def _watch_residency(self, phase: str, replan: anyio.Event, keep_alive: str) -> None:
@@ -321,7 +335,7 @@ class ScheduleRunner:
 
     async def _preload_before(self, end: dt.datetime, replan: anyio.Event) -> None:
         lead = dt.timedelta(seconds=PRELOAD_LEAD_S)
-        await anyio.sleep(self.clock.seconds_until(end - lead))
+        await sleep_until(self.clock, end - lead)
         tz = self.cfg.service.tzinfo()
         upcoming = slot_at(self.cfg.schedule.phases, end.astimezone(tz))
         if upcoming.phase is None or replan.is_set():
@@ -330,7 +344,10 @@ class ScheduleRunner:
         current = [m for m in self._all_models() if m.name in self.scheduler.current]
         nxt = self._models(list(upcoming.phase.datatypes))
         await self.scheduler.preload(
-            upcoming.phase.name, current, nxt, _minutes_text(upcoming.end - upcoming.start, 10)
+            upcoming.phase.name,
+            current,
+            nxt,
+            _minutes_text(_utc(upcoming.end) - _utc(upcoming.start), 10),
         )
 
     async def _wait(self, replan: anyio.Event) -> None:
@@ -403,6 +420,22 @@ class ScheduleRunner:
 
     def _all_models(self) -> list[ModelConfig]:
         return list(self.cfg.models.values())
+
+
+async def sleep_until(clock: Clock, moment: dt.datetime) -> None:
+    """Sleep until ``moment`` on the wall clock, looking again every WALL_CHECK_S: when the
+    clock steps (an NTP correction, a laptop waking up), the wait follows it instead of ending
+    an hour early or late."""
+    while True:
+        remaining = clock.seconds_until(moment)
+        if remaining <= 0:
+            return
+        await anyio.sleep(min(remaining, WALL_CHECK_S))
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    # Two aware datetimes of one zone subtract as wall clocks; a span must be real time.
+    return moment.astimezone(dt.UTC)
 
 
 def _minutes_text(span: dt.timedelta, extra_minutes: int) -> str:

@@ -7,6 +7,7 @@ The other two rooms: :mod:`gen_service.service.signals` (SIGHUP reload, SIGTERM 
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from pathlib import Path
 
@@ -25,14 +26,15 @@ from gen_service.adapters.systemd import Notifier, watchdog_loop
 from gen_service.config import Config, config_warnings
 from gen_service.domain.judging import JudgeLibrary
 from gen_service.domain.prompts import PromptLibrary
-from gen_service.errors import BackendUnavailable
+from gen_service.domain.schedule import next_local_midnight, next_offset_change
+from gen_service.errors import BackendUnavailable, StoreError
 from gen_service.service.board import ProgressBoard, local_day
 from gen_service.service.clock import Clock, SystemClock
 from gen_service.service.gate import BackendGate
 from gen_service.service.live import LiveState
 from gen_service.service.producer import Generation
 from gen_service.service.regeneration import Regenerations
-from gen_service.service.runner import Control, Outcome, ScheduleRunner
+from gen_service.service.runner import Control, Outcome, ScheduleRunner, sleep_until
 from gen_service.service.scheduler import ModelScheduler
 from gen_service.service.signals import Reloader, load_judges, target_rows, watch_signals
 from gen_service.service.sweep import sweep_near_duplicates
@@ -152,6 +154,7 @@ async def _supervise(
             # restarts the service.
             tg.start_soon(watchdog_loop, notifier)
             tg.start_soon(live.heartbeat)
+            tg.start_soon(keep_day_offset, store, gen, clock)
             notifier.ready(f"running {cfg.schedule.mode} schedule, run {run_id}")
             with work:
                 async with batches_tx:
@@ -176,6 +179,22 @@ async def _supervise(
     live.close()
     notifier.close()
     return outcome
+
+
+async def keep_day_offset(store: Store, gen: Generation, clock: Clock) -> None:
+    """Keep the database's UTC offset (what sqlite3 sessions and the views call "today")
+    right: refreshed at every local midnight and every daylight-saving change of the zone,
+    and at least hourly (the wall clock may step)."""
+    while True:
+        tz = gen.cfg.service.tzinfo()
+        try:
+            await store.refresh_day(tz)
+        except StoreError as exc:  # a full disk: the writer reports it; try again later
+            log.warning("day_offset.unsaved", error=str(exc))
+        now = clock.now()
+        change = next_offset_change(tz, now) or now + dt.timedelta(days=2)
+        due = min(next_local_midnight(tz, now), change, now + dt.timedelta(hours=1))
+        await sleep_until(clock, due + dt.timedelta(seconds=1))
 
 
 async def use_near_duplicates(store: Store, cfg: Config) -> None:
