@@ -9,6 +9,8 @@ sends its messages as ``[{"role", "content"}]``.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,3 +80,48 @@ def openai_completion(
 def as_mapping(value: object) -> dict[str, Any]:
     """``value`` if it is a JSON object, else an empty one (servers omit or null fields)."""
     return value if isinstance(value, dict) else {}
+
+
+# Bytes one output token may take in an answer's JSON body: a token is a few characters, a
+# character at most 6 once JSON-escaped (\uXXXX), and content and thinking both count.
+BYTES_PER_TOKEN = 32
+ENVELOPE_BYTES = 64 * 1024  # the answer's fields beyond the generated text
+
+
+def reply_limit(num_predict: int) -> int:
+    """The most bytes an answer of ``num_predict`` tokens can honestly take: more is cut."""
+    return max(num_predict, 1) * BYTES_PER_TOKEN + ENVELOPE_BYTES
+
+
+_CONTENT_KEY = re.compile(rb'"content"\s*:\s*"')
+
+
+def partial_content(body: bytes) -> str:
+    """The generated text in a body that was cut off: the first ``"content": "..."`` string,
+    decoded as far as it goes (an escape the cut split is dropped)."""
+    match = _CONTENT_KEY.search(body)
+    if match is None:
+        return ""
+    rest = body[match.end() :].decode("utf-8", errors="ignore")
+    decoder = json.JSONDecoder()
+    try:
+        value, _ = decoder.raw_decode('"' + rest)
+        return str(value)
+    except json.JSONDecodeError:
+        pass
+    for trim in range(7):  # the cut may split an escape (\uXXXX is six characters)
+        try:
+            return str(json.loads('"' + rest[: len(rest) - trim] + '"'))
+        except json.JSONDecodeError:
+            continue
+    return ""
+
+
+def cut_off(model: str, num_predict: int, body: bytes, where: str) -> TruncatedOutput:
+    """A reply cut at its byte limit, as a truncated answer: its complete items are kept."""
+    return TruncatedOutput(
+        f"{where} answered more than {reply_limit(num_predict):,} bytes for model {model!r} "
+        f"at num_predict={num_predict}; the reply was cut there and read as truncated",
+        content=partial_content(body),
+        tokens=num_predict,
+    )

@@ -346,6 +346,45 @@ class HttpServers:
         watch.answered()
         return response
 
+    async def request_capped(
+        self,
+        method: str,
+        url: str,
+        *,
+        server: str,
+        json: dict[str, Any],
+        max_bytes: int,
+        constrained_model: str | None = None,
+    ) -> tuple[httpx.Response, bool]:
+        """Like :meth:`request`, but the body is read only up to ``max_bytes``: a server that
+        answers more (a runaway generation, a misbehaving proxy) is cut off there and never
+        held whole in memory. Returns the answer and whether it was cut."""
+        watch = self.watch(server)
+        cut = False
+        try:
+            async with self.client.stream(method, url, json=json) as streamed:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in streamed.aiter_bytes():
+                    if size + len(chunk) > max_bytes:
+                        chunks.append(chunk[: max_bytes - size])
+                        cut = True
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                response = httpx.Response(
+                    streamed.status_code,
+                    headers=streamed.headers,
+                    content=b"".join(chunks),
+                    request=streamed.request,
+                )
+        except httpx.HTTPError as exc:
+            raise self.transport_error(
+                exc, method=method, url=url, server=server, model=constrained_model
+            ) from exc
+        watch.answered()
+        return response, cut
+
     def transport_error(
         self, exc: httpx.HTTPError, *, method: str, url: str, server: str, model: str | None
     ) -> BackendUnavailable:

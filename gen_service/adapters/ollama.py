@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from gen_service.adapters._completions import chat_messages, truncated_output
+from gen_service.adapters._completions import chat_messages, cut_off, reply_limit, truncated_output
 from gen_service.adapters._http import Failure, HttpServers, Refusal, json_object
 from gen_service.adapters.backend import (
     BackendBase,
@@ -110,9 +110,17 @@ class OllamaBackend(BackendBase):
         if request.think is not None and await self._supports_thinking(request.model):
             body["think"] = request.think
         started = time.perf_counter()
-        data = await self._post_json(
-            "/api/chat", body, model=request.model, constrained=request.schema is not None
+        response, cut = await self._http.request_capped(
+            "POST",
+            "/api/chat",
+            server=self.url,
+            json=body,
+            max_bytes=reply_limit(request.num_predict),
+            constrained_model=request.model if request.schema is not None else None,
         )
+        if cut and response.status_code == 200:
+            raise cut_off(request.model, request.num_predict, response.content, self.url)
+        data = self._answer(response, request.model)
         message = data.get("message") or {}
         completion = Completion(
             content=str(message.get("content") or ""),
@@ -268,16 +276,11 @@ class OllamaBackend(BackendBase):
             raise self._http.error(response, server=self.url, model=None, message=None)
         return json_object(response, f"Ollama at {self.url}")
 
-    async def _post_json(
-        self, path: str, body: dict[str, Any], *, model: str, constrained: bool = False
-    ) -> dict[str, Any]:
-        response = await self._http.request(
-            "POST",
-            path,
-            server=self.url,
-            json=body,
-            constrained_model=model if constrained else None,
-        )
+    async def _post_json(self, path: str, body: dict[str, Any], *, model: str) -> dict[str, Any]:
+        response = await self._http.request("POST", path, server=self.url, json=body)
+        return self._answer(response, model)
+
+    def _answer(self, response: httpx.Response, model: str) -> dict[str, Any]:
         if response.status_code != 200:
             raise self._http.error(response, server=self.url, model=model, message=None)
         data = json_object(response, f"Ollama at {self.url}")

@@ -38,7 +38,13 @@ import anyio
 import httpx
 import structlog
 
-from gen_service.adapters._completions import as_mapping, chat_messages, openai_completion
+from gen_service.adapters._completions import (
+    as_mapping,
+    chat_messages,
+    cut_off,
+    openai_completion,
+    reply_limit,
+)
 from gen_service.adapters._http import Failure, HttpServers, Refusal, json_object
 from gen_service.adapters.backend import (
     BackendBase,
@@ -264,13 +270,16 @@ class OpenAIBackend(BackendBase):
             body = _chat_body(request, fmt, send_kwargs)
             url = f"{ep.base}/chat/completions"
             ep.requests_sent += 1
-            response = await self._http.request(
+            response, cut = await self._http.request_capped(
                 "POST",
                 url,
                 server=ep.base,
                 json=body,
+                max_bytes=reply_limit(request.num_predict),
                 constrained_model=request.model if fmt is not None else None,
             )
+            if cut and response.is_success:
+                raise cut_off(request.model, request.num_predict, response.content, ep.base)
             if response.is_success:
                 if fmt is not None and self._mode == "auto" and ep.response_format is None:
                     ep.response_format = fmt

@@ -87,7 +87,10 @@ class MisbehavingServer:
     def _handle(self, conn: socket.socket) -> None:
         with conn:
             while True:
-                request = _read_request(conn)
+                try:
+                    request = _read_request(conn)
+                except OSError:
+                    return  # the client reset the connection (it may, after a cut reply)
                 if request is None:
                     return
                 self.seen.append(request)
@@ -105,7 +108,10 @@ class MisbehavingServer:
                 headers = {"Content-Type": "application/json", **act.headers}
                 headers["Content-Length"] = str(len(act.body))
                 head += [f"{k}: {v}" for k, v in headers.items()]
-                conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + act.body)
+                try:
+                    conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + act.body)
+                except OSError:
+                    return  # the client stopped reading (e.g. a reply cut at its limit)
 
     def close(self) -> None:
         """Stop listening: from now on connections are refused."""
