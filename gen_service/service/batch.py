@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -262,6 +263,7 @@ async def _request(
 
     async def attempt(num_predict: int) -> _Answer:
         exchange.num_predict = num_predict
+        sent = time.perf_counter()
         completion = await gen.backend.chat(
             ChatRequest(
                 model=plan.model.name,
@@ -275,6 +277,13 @@ async def _request(
                 keep_alive=gen.cfg.backend.keep_alive,
                 repeat_penalty=plan.dtc.repeat_penalty,
             )
+        )
+        gen.concurrency.observe(
+            plan.model.name,
+            gen.limiter(plan.model.name),
+            wall_s=time.perf_counter() - sent,
+            busy_s=completion.total_s,
+            most=gen.cfg.backend.num_parallel,
         )
         try:
             items = _items(completion.content)

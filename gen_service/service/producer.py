@@ -23,6 +23,7 @@ from gen_service.domain.prompts import PromptLibrary
 from gen_service.service.batch import crashed_record, estimate_for, make_batch
 from gen_service.service.board import ProgressBoard
 from gen_service.service.clock import Clock
+from gen_service.service.concurrency import AdaptiveConcurrency
 from gen_service.service.gate import BackendGate, GateState
 from gen_service.service.quotas import QuotaCounts
 from gen_service.service.regeneration import Regeneration, Regenerations
@@ -53,6 +54,8 @@ class Generation:
     # Token estimates per (data type, model): how requests are sized (domain/budget.py).
     budgets: dict[tuple[str, str], Estimate] = field(default_factory=dict)
     quotas: QuotaCounts = field(default_factory=QuotaCounts)  # accepted per quota key, cached
+    # Slots per model between 1 and num_parallel, from the queue wait the server adds.
+    concurrency: AdaptiveConcurrency = field(default_factory=AdaptiveConcurrency)
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
         if model not in self.limiters:
@@ -81,10 +84,21 @@ async def produce(
     remaining: Callable[[str], int],
     batches: MemoryObjectSendStream[PendingWrite],
     stop: anyio.Event,
+    issued_all: Callable[[], None] = lambda: None,
 ) -> None:
     """Issue batches for ``datatype`` until ``remaining(datatype)`` is 0, the phase ends
-    (``stop``) or the service drains; in-flight batches always finish and are committed."""
+    (``stop``) or the service drains; in-flight batches always finish and are committed.
+    ``issued_all`` is called once, when everything needed has been asked for (or the
+    producer ends)."""
     in_flight_items = 0
+    told = False
+
+    def tell() -> None:
+        nonlocal told
+        if not told:
+            told = True
+            issued_all()
+
     # Every event of this producer and its batches carries the type and the phase.
     structlog.contextvars.bind_contextvars(datatype=datatype, phase=phase)
 
@@ -100,6 +114,7 @@ async def produce(
             if need <= 0 and in_flight_items == 0:
                 break
             if need - in_flight_items <= 0:
+                tell()  # only answers to come: the next phase may take the free slots
                 await gen.board.wait_changed()
                 continue
             model = gen.cfg.models[dtc.model]
@@ -146,6 +161,7 @@ async def produce(
                     gen.board.poke()  # wake the loop: what is in flight changed
 
             tg.start_soon(one, name=f"batch:{datatype}")
+        tell()  # the loop ended: nothing more will be asked for
 
 
 def batch_size(

@@ -74,6 +74,21 @@ class ProcessingJob:
 ProcessingStep = Callable[[ProcessingJob], Awaitable[None]]
 
 
+class Tail:
+    """Counts the producers of a phase that still have requests to issue; sets ``event`` when
+    none has (the phase's tail: only answers still to come)."""
+
+    def __init__(self, producers: int, event: anyio.Event | None) -> None:
+        self._left = producers
+        self._event = event
+
+    def reached(self) -> None:
+        """One producer has asked for everything it needs (called once per producer)."""
+        self._left -= 1
+        if self._left <= 0 and self._event is not None:
+            self._event.set()
+
+
 @dataclass(slots=True)
 class Control:
     """What signals change while the schedule runs."""
@@ -167,22 +182,67 @@ class ScheduleRunner:
 
     async def _sequential_cycle(self) -> None:
         replan = self.control.replan
-        for phase in self.cfg.schedule.phases:
+        phases = list(self.cfg.schedule.phases)
+        i = 0
+        while i < len(phases):
             if self.gen.stopping.is_set() or replan.is_set():
                 return
+            phase = phases[i]
             if phase.kind == "validate":
                 await self._sequential_validate(phase, replan)
+                i += 1
                 continue
             if phase.kind == "process":
                 await self._process(phase.name)
+                i += 1
                 continue
-            todo = [d for d in phase.datatypes if self.gen.board.cycle_remaining(d) > 0]
-            if todo:
+            chain = [phase]
+            while (
+                i + len(chain) < len(phases)
+                and phases[i + len(chain)].kind == "generate"
+                and self._model_names(phases[i + len(chain)]) == self._model_names(phase)
+            ):
+                chain.append(phases[i + len(chain)])
+            await self._generate_chain(chain, replan)
+            i += len(chain)
+
+    def _model_names(self, phase: PhaseConfig) -> set[str]:
+        return {self.cfg.model_for(d).name for d in phase.datatypes}
+
+    async def _generate_chain(self, chain: list[PhaseConfig], replan: anyio.Event) -> None:
+        """Consecutive generate phases on the same model(s): each one starts as soon as the
+        one before has asked for everything it needs (its last answers still on their way),
+        so the model's slots do not idle between them."""
+        async with anyio.create_task_group() as tg:
+            before: anyio.Event | None = None
+            for phase in chain:
+                if before is not None:
+                    await before.wait()
+                if self.gen.stopping.is_set() or replan.is_set():
+                    break
+                todo = [d for d in phase.datatypes if self.gen.board.cycle_remaining(d) > 0]
+                if not todo:
+                    continue
+                if before is not None:
+                    log.info("phase.handover", phase=phase.name, models=self._names(todo))
+                await self.scheduler.leave_phase()  # the row of the phase before, if any
                 await self.scheduler.enter_phase(
                     phase.name, phase.kind, self._models(todo), self.cfg.backend.keep_alive
                 )
-                await self._generate(phase.name, todo, self.gen.board.cycle_remaining, replan)
-                await self.scheduler.leave_phase()
+                tail = anyio.Event()
+                tg.start_soon(
+                    self._generate,
+                    phase.name,
+                    todo,
+                    self.gen.board.cycle_remaining,
+                    replan,
+                    tail,
+                )
+                before = tail
+        await self.scheduler.leave_phase()
+
+    def _names(self, datatypes: list[str]) -> list[str]:
+        return sorted({self.cfg.model_for(d).name for d in datatypes})
 
     async def _sequential_validate(self, phase: PhaseConfig, replan: anyio.Event) -> None:
         """Judge everything due, with the judge model loaded once for the phase."""
@@ -394,8 +454,12 @@ class ScheduleRunner:
         datatypes: list[str],
         remaining: Callable[[str], int],
         replan: anyio.Event,
+        tail: anyio.Event | None = None,
     ) -> None:
+        """Run one producer per data type until the phase's needs are met. ``tail`` is set
+        once every producer has asked for all it needs (only answers still to come)."""
         models = sorted({self.cfg.model_for(d).name for d in datatypes})
+        issuing = Tail(len(datatypes), tail)
         self.unprocessed = True
         log.info(
             "phase.started",
@@ -407,8 +471,17 @@ class ScheduleRunner:
         async with anyio.create_task_group() as tg:
             for datatype in datatypes:
                 tg.start_soon(
-                    produce, self.gen, datatype, phase, remaining, self.batches.clone(), replan
+                    produce,
+                    self.gen,
+                    datatype,
+                    phase,
+                    remaining,
+                    self.batches.clone(),
+                    replan,
+                    issuing.reached,
                 )
+        if tail is not None:
+            tail.set()
         log.info(
             "phase.finished",
             phase=phase,

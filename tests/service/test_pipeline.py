@@ -232,3 +232,32 @@ async def test_every_sample_keeps_its_brief_and_its_prompt_version(
         assert len(template_hash) == 12
         assert all(i.startswith(f"{datatype}:") for i in json.loads(example_ids))
         assert model.startswith("qwen3:")
+
+
+async def test_same_model_phases_hand_over_without_a_gap(
+    write_config: Callable[..., Path],
+) -> None:
+    """Two consecutive phases on one model: the second starts while the first's last answers
+    are still coming, so the model's slots do not idle between them; a phase on another model
+    waits for the one before to finish."""
+    types = ("emotional_authenticity", "dramatic_irony", "personality_traits")  # q, q, volume
+    with FakeOllama(FakeConfig(seed=3, time_scale=1.0, tokens_per_s=3000, load_s=0)) as server:
+        cfg = load_config(write_config(url=server.url, target=24, types=types, num_parallel=4))
+        with capture_logs() as logs:
+            await run_service(cfg, until_done=True)
+    handovers = [e["phase"] for e in logs if e["event"] == "phase.handover"]
+    assert handovers == ["dramatic_irony"]
+    conn = sqlite3.connect(cfg.service.db)
+    spans = {
+        t: conn.execute(
+            "SELECT MIN(julianday(created_at)), MAX(julianday(created_at) + latency_s / 86400.0)"
+            " FROM batches WHERE datatype = ?",
+            (t,),
+        ).fetchone()
+        for t in types
+    }
+    conn.close()
+    # The irony phase's first request went out before the last answer of the one before.
+    assert spans["dramatic_irony"][0] < spans["emotional_authenticity"][1]
+    # The volume model's phase started only after the quality model's last answer.
+    assert spans["personality_traits"][0] >= spans["dramatic_irony"][1] - 1e-7
