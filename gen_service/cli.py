@@ -265,10 +265,13 @@ def _iso_datetime(text: str) -> dt.datetime:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from gen_service.adapters.prompt_files import load_prompt_library
     from gen_service.config import config_warnings, load_config
+    from gen_service.service.fit_check import batch_fit_warnings
 
     cfg = load_config(args.path)
-    for warning in config_warnings(cfg):
+    library = load_prompt_library(cfg.service.prompts_dir, list(cfg.datatypes))
+    for warning in [*config_warnings(cfg), *batch_fit_warnings(cfg, library)]:
         print(f"warning: {args.path}: {warning}", file=sys.stderr)
     print("ok")
     return EXIT_OK

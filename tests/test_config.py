@@ -187,3 +187,22 @@ def test_check_config_in_a_real_process_prints_no_traceback(
         check=False,
     )
     assert (ok.returncode, ok.stdout.strip()) == (0, "ok")
+
+
+def test_check_config_warns_when_a_configured_batch_cannot_fit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The production config asks qwen3:8b for 25 personality samples in an 8,192 context:
+    check-config says each request will ask for fewer, and why (a warning, exit 0)."""
+    assert main(["check-config", str(REPO / "systemd" / "gen-service.toml")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "ok"
+    personality = next(
+        line for line in captured.err.splitlines() if "[datatypes.personality_traits]" in line
+    )
+    assert "batch_size 25 does not fit" in personality
+    assert "num_ctx 8,192 leaves" in personality and "Fix: lower batch_size to" in personality
+    emotional = next(
+        line for line in captured.err.splitlines() if "[datatypes.emotional_authenticity]" in line
+    )
+    assert "num_predict is 6,000" in emotional

@@ -300,7 +300,7 @@ def test_process_phase_is_no_warning(
     write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """check-config accepts validate and process phases, both built, without a warning."""
-    base = write_config().read_text()
+    base = write_config(num_ctx=16384).read_text()  # batches that fit: no warning about them
     judge = '[models.judge]\nname = "qwen3:32b"\n\n[models.volume]'
     text = base.replace("[models.volume]", judge) + (
         '\n[[schedule.phases]]\nname = "judge"\nkind = "validate"\n'

@@ -27,6 +27,7 @@ import anyio.to_thread
 
 from gen_service.adapters.backend import Backend, ModelInfo, ModelMemory, ThinkingSwitch
 from gen_service.adapters.gpu import read_gpu
+from gen_service.adapters.prompt_files import load_prompt_library
 from gen_service.adapters.store import Store
 from gen_service.config import Config, ModelConfig
 from gen_service.domain.vram import estimate_residency, gib, kv_cache_bytes
@@ -39,6 +40,7 @@ from gen_service.errors import (
     ModelNotFound,
     StoreError,
 )
+from gen_service.service.fit_check import batch_fit_warnings
 
 Severity = Literal["error", "warning", "info"]
 
@@ -68,7 +70,7 @@ class Check:
 
 async def run_doctor(cfg: Config, backend: Backend) -> list[Check]:
     """Run every check against the loaded config and the opened backend, in report order."""
-    checks = [_config_check(cfg), await _database_check(cfg.service.db)]
+    checks = [_config_check(cfg), *_fit_checks(cfg), await _database_check(cfg.service.db)]
     backend_check = await _backend_check(backend)
     checks.append(backend_check)
     if not backend_check.ok:
@@ -108,6 +110,16 @@ def _config_check(cfg: Config) -> Check:
         f"phase{'s' if phases != 1 else ''}, {len(cfg.datatypes)} data types, "
         f"{cfg.backend.kind} backend",
     )
+
+
+def _fit_checks(cfg: Config) -> list[Check]:
+    """A warning per data type whose configured batch cannot fit its token budget."""
+    library = load_prompt_library(cfg.service.prompts_dir, list(cfg.datatypes))
+    return [
+        Check(f"batch {warning.split(']')[0].removeprefix('[datatypes.')}", False, warning,
+              severity="warning")
+        for warning in batch_fit_warnings(cfg, library)
+    ]  # fmt: skip
 
 
 async def _database_check(path: Path) -> Check:

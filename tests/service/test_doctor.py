@@ -50,6 +50,8 @@ async def test_healthy_setup_passes_every_check(
         GPU_12GB,
         model_quality="qwen3:8b",
         model_volume="qwen3:0.6b",
+        batch_size=3,  # a batch whose prompt and answer fit the context
+        few_shot=1,
     )
     checks = await _doctor(path)
     assert [c.name for c in checks.values() if not c.ok] == []
