@@ -465,20 +465,21 @@ def _uvloop_available() -> bool:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from gen_service.adapters.store import open_readonly
+    from gen_service.adapters.store.readonly import open_readonly
     from gen_service.service.status import dashboard
 
-    cfg = None
+    # Not the validated config: status reads two facts of it, fast (see config_file.py).
+    facts = None
     if args.db is not None:
         db = args.db
     else:
-        from gen_service.config import find_config, load_config
+        from gen_service.config_file import find_config, read_status_facts
 
-        cfg = load_config(find_config(args.config), check_prompts=False)
-        db = cfg.service.db
+        facts = read_status_facts(find_config(args.config))
+        db = facts.db
     conn = open_readonly(db)
     try:
-        data = dashboard(conn, cfg, now=dt.datetime.now(dt.UTC))
+        data = dashboard(conn, facts, now=dt.datetime.now(dt.UTC))
     finally:
         conn.close()
     if args.json:

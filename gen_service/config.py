@@ -14,9 +14,6 @@ operator never believes a feature is on when it is not.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import re
-import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,9 +29,10 @@ from pydantic import (
 )
 
 from gen_service import resources
+from gen_service.config_file import DEFAULT_CONFIG_PATHS as DEFAULT_CONFIG_PATHS
+from gen_service.config_file import DEFAULT_DB, read_toml, resolve_path
+from gen_service.config_file import find_config as find_config
 from gen_service.errors import ConfigError
-
-DEFAULT_CONFIG_PATHS = (Path("gen-service.toml"), Path("/etc/gen-service/gen-service.toml"))
 
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
 
@@ -44,7 +42,7 @@ class _Section(BaseModel):
 
 
 class ServiceConfig(_Section):
-    db: Path = Path("samples.db")
+    db: Path = DEFAULT_DB
     # Unset: the prompt library shipped with gen-service.
     prompts_dir: Path = Field(default_factory=resources.prompts_dir)
     timezone: str = "local"
@@ -393,52 +391,9 @@ def _check_clock_phases(phases: tuple[PhaseConfig, ...]) -> None:
 # -- loading ---------------------------------------------------------------------------------
 
 
-def find_config(explicit: Path | None) -> Path:
-    """The config path to use: the one given, else ./gen-service.toml, else /etc/..."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(
-                f"{explicit}: no such config file. Fix: pass the path of an existing TOML "
-                "file to --config, or write a starter config with `gen-service init`.",
-                path=str(explicit),
-            )
-        return explicit
-    for candidate in DEFAULT_CONFIG_PATHS:
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        "no config file found: looked for ./gen-service.toml and "
-        "/etc/gen-service/gen-service.toml. Fix: pass --config PATH, or write a starter "
-        "config with `gen-service init` (Ollama) or `gen-service init --backend embedded` "
-        "(the embedded model, no GPU)."
-    )
-
-
 def load_config(path: Path, *, check_prompts: bool = True) -> Config:
     """Read, validate and resolve one config file; raise ConfigError on any problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the config file ({exc.strerror}). Fix: check the path and "
-            "its permissions.",
-            path=str(path),
-        ) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        where = re.search(r"line (\d+)", str(exc))
-        quoted = ""
-        if where:
-            lines = text.splitlines()
-            number = int(where.group(1))
-            if 0 < number <= len(lines):
-                quoted = f" ({lines[number - 1].strip()!r})"
-        raise ConfigError(
-            f"{path}: not valid TOML: {exc}{quoted}. Fix: correct the syntax at that line "
-            "(strings need quotes, tables [name], arrays of tables [[name]]).",
-            path=str(path),
-        ) from None
+    raw = read_toml(path)
     cfg = parse_config(raw, path)
     if check_prompts:
         check_templates(cfg)
@@ -456,15 +411,15 @@ def parse_config(raw: Mapping[str, Any], path: Path) -> Config:
     base = path.resolve().parent
     service = cfg.service.model_copy(
         update={
-            "db": _resolve(base, cfg.service.db),
-            "prompts_dir": _resolve(base, cfg.service.prompts_dir),
+            "db": resolve_path(base, cfg.service.db),
+            "prompts_dir": resolve_path(base, cfg.service.prompts_dir),
             "reports_dir": None
             if cfg.service.reports_dir is None
-            else _resolve(base, cfg.service.reports_dir),
+            else resolve_path(base, cfg.service.reports_dir),
         }
     )
     models = {
-        role: m.model_copy(update={"path": _resolve(base, m.path)}) if m.path else m
+        role: m.model_copy(update={"path": resolve_path(base, m.path)}) if m.path else m
         for role, m in cfg.models.items()
     }
     return cfg.model_copy(update={"service": service, "models": models, "source": path})
@@ -487,11 +442,6 @@ def check_templates(cfg: Config) -> None:
             contexts=spec.sample_contexts(rng, dtc.batch_size, facets=library.facets),
             rng=rng,
         )
-
-
-def _resolve(base: Path, value: Path) -> Path:
-    value = Path(os.path.expanduser(value))
-    return value if value.is_absolute() else base / value
 
 
 def _toml_key(loc: tuple[str | int, ...]) -> str:
