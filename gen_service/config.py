@@ -49,8 +49,10 @@ class ServiceConfig(_Section):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 60
+    # The /metrics and /status endpoint: "host:port", ":port" (127.0.0.1) or "" (off).
     metrics_addr: str = ""
-    progress: Literal["auto", "on", "off"] = "auto"  # progress bars on a terminal
+    # Progress bars in a foreground run: auto (on a terminal, unless log_format is json).
+    progress: Literal["auto", "on", "off"] = "auto"
     # When the database's disk refuses writes (full, read-only): pause and retry, or exit 74.
     store_unavailable: Literal["pause", "exit"] = "pause"
     # Where the process phase and `gen-service report` write the daily reports; None: the
@@ -69,6 +71,17 @@ class ServiceConfig(_Section):
                     "or 'local'"
                 ) from None
         return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        if value:
+            listen_address(value)
+        return value
+
+    def metrics_endpoint(self) -> tuple[str, int] | None:
+        """(host, port) of the /metrics and /status endpoint; None when it is off."""
+        return listen_address(self.metrics_addr) if self.metrics_addr else None
 
     def reports_path(self) -> Path:
         """The folder of the daily reports (``reports_dir``, else ``reports/`` beside the db)."""
@@ -300,10 +313,28 @@ class Config(_Section):
         return list(seen)
 
 
+def listen_address(value: str) -> tuple[str, int]:
+    """``"host:port"``, ``"[v6 address]:port"`` or ``":port"`` (127.0.0.1) as (host, port);
+    a ValueError that says how to write it otherwise."""
+    fix = (
+        'Fix: write "host:port" (e.g. "127.0.0.1:9464"), ":9464" for 127.0.0.1, or "" to '
+        "turn the endpoint off"
+    )
+    host, colon, port = value.rpartition(":")
+    if not colon or "/" in value or any(c.isspace() for c in value):
+        raise ValueError(f"not a listening address. {fix}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f'an IPv6 address needs brackets, e.g. "[::1]:9464". {fix}')
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"the port must be a number from 1 to 65535. {fix}")
+    return host or "127.0.0.1", int(port)
+
+
 # Keys of the format whose feature is not built yet: (table path, key) -> what the key would
 # turn on. Accepted at their default, refused otherwise. Remove an entry when its feature lands.
 NOT_BUILT: dict[tuple[str, str], str] = {
-    ("service", "metrics_addr"): "the /metrics and /status endpoint",
     ("service", "progress"): "progress bars for foreground runs",
 }
 
