@@ -334,9 +334,7 @@ def listen_address(value: str) -> tuple[str, int]:
 
 # Keys of the format whose feature is not built yet: (table path, key) -> what the key would
 # turn on. Accepted at their default, refused otherwise. Remove an entry when its feature lands.
-NOT_BUILT: dict[tuple[str, str], str] = {
-    ("service", "progress"): "progress bars for foreground runs",
-}
+NOT_BUILT: dict[tuple[str, str], str] = {}
 
 
 def _not_built_problems(cfg: Config) -> _KeyProblem | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -32,6 +33,7 @@ from gen_service.service.clock import Clock, SystemClock
 from gen_service.service.gate import BackendGate
 from gen_service.service.live import LiveState
 from gen_service.service.producer import Generation
+from gen_service.service.progress import progress_console, show_progress
 from gen_service.service.regeneration import Regenerations
 from gen_service.service.runner import Control, Outcome, ScheduleRunner
 from gen_service.service.scheduler import ModelScheduler
@@ -39,6 +41,9 @@ from gen_service.service.signals import Reloader, load_judges, target_rows, watc
 from gen_service.service.sweep import sweep_near_duplicates
 from gen_service.service.view import ServiceView
 from gen_service.service.writer import PendingWrite, WriteContext, write_batches
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = structlog.get_logger("gen_service.supervisor")
 
@@ -51,12 +56,15 @@ async def run_service(
     until_done: bool = False,
     clock: Clock | None = None,
     notifier: Notifier | None = None,
+    console: Console | None = None,
 ) -> Outcome:
-    """Run until stopped (or, with ``until_done``, until every total target is met)."""
+    """Run until stopped (or, with ``until_done``, until every total target is met).
+    ``console``: where progress bars would go (default stderr; ``service.progress`` decides)."""
     clock = clock or SystemClock()
     notifier = notifier or Notifier()
     library = load_prompt_library(cfg.service.prompts_dir, list(cfg.datatypes))
     judges = load_judges(cfg)
+    bars = progress_console(cfg.service.progress, cfg.service.log_format, console)
     # The endpoint's address is bound first: one that cannot work fails before any request.
     async with (
         open_endpoint(cfg.service.metrics_endpoint(), config_path=cfg.source) as endpoint,
@@ -80,6 +88,7 @@ async def run_service(
                     clock,
                     notifier,
                     endpoint=endpoint,
+                    bars=bars,
                 )
 
 
@@ -95,6 +104,7 @@ async def _supervise(
     notifier: Notifier,
     *,
     endpoint: MetricsEndpoint | None = None,
+    bars: Console | None = None,
 ) -> Outcome:
     tz = cfg.service.tzinfo()
     await store.set_targets(target_rows(cfg), tz)
@@ -168,6 +178,8 @@ async def _supervise(
             await tg.start(write_batches, writes, batches_rx)
             if endpoint is not None:
                 await tg.start(endpoint.serve, view.status)
+            if bars is not None:
+                tg.start_soon(show_progress, view.snapshot, bars)
             work = anyio.CancelScope()
             signals = anyio.CancelScope()
             reloader = Reloader(gen, store, scheduler, control.request_replan, notifier)
