@@ -302,7 +302,10 @@ class MetricsEndpoint:
             body = encode(self.metrics.registry)
         elif path == "/status":
             try:
-                data = await anyio.to_thread.run_sync(status, limiter=self._status_threads)
+                # Abandoned on cancel: a shutdown does not wait for nvidia-smi or a query.
+                data = await anyio.to_thread.run_sync(
+                    status, abandon_on_cancel=True, limiter=self._status_threads
+                )
             except GenServiceError as exc:  # the database cannot be read right now
                 return _response(503, f"{exc}\n".encode())
             body = (json.dumps(data) + "\n").encode()
