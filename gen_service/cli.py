@@ -8,10 +8,13 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gen_service import __version__
 from gen_service.errors import EXIT_OK, EXIT_USAGE, GenServiceError
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +65,26 @@ def _parser() -> argparse.ArgumentParser:
     config_arg(p)
     p.add_argument("--json", action="store_true", help="print the dashboard as JSON")
     p.add_argument("--db", type=Path, default=None, help="read this database (no config needed)")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh every --interval seconds until Ctrl-C (exit 0); with --json, one JSON "
+        "object per refresh, one per line",
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive_seconds,
+        default=None,
+        metavar="S",
+        help="seconds between refreshes with --watch (default 2)",
+    )
+    p.add_argument(
+        "--count",
+        type=_positive_count,
+        default=None,
+        metavar="N",
+        help="with --watch: stop after N refreshes (for scripts)",
+    )
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("plan", help="what the schedule will produce: shortfalls, VRAM, dates")
@@ -250,6 +273,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_fake_ollama)
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0, e.g. 2")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _iso_datetime(text: str) -> dt.datetime:
@@ -468,26 +507,86 @@ def _uvloop_available() -> bool:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from gen_service.adapters.store import open_readonly
+    # Light on imports: `status --json` answers within 200 ms as a whole process (SPEC §9.5).
+    from gen_service.adapters.store.readonly import open_readonly
     from gen_service.service.status import dashboard
 
-    cfg = None
+    if not args.watch and (args.interval is not None or args.count is not None):
+        print("gen-service: error: --interval and --count go with --watch", file=sys.stderr)
+        return EXIT_USAGE
+    # Not the validated config: status reads two facts of it, fast (see config_file.py).
+    facts = None
     if args.db is not None:
         db = args.db
     else:
-        from gen_service.config import find_config, load_config
+        from gen_service.config_file import find_config, read_status_facts
 
-        cfg = load_config(find_config(args.config), check_prompts=False)
-        db = cfg.service.db
+        facts = read_status_facts(find_config(args.config))
+        db = facts.db
     conn = open_readonly(db)
+
+    def read() -> dict[str, Any]:
+        return dashboard(conn, facts, now=dt.datetime.now(dt.UTC))
+
     try:
-        data = dashboard(conn, cfg, now=dt.datetime.now(dt.UTC))
+        if args.watch:
+            interval = 2.0 if args.interval is None else args.interval
+            return _watch_status(read, as_json=args.json, interval=interval, count=args.count)
+        data = read()
     finally:
         conn.close()
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         _print_status(data)
+    return EXIT_OK
+
+
+def _watch_status(
+    read: Callable[[], dict[str, Any]], *, as_json: bool, interval: float, count: int | None
+) -> int:
+    """Refresh until Ctrl-C (exit 0) or ``count`` refreshes: JSON lines, a table redrawn in
+    place on a terminal (rich Live), or one table after another when piped."""
+    import time
+
+    refreshes = 0
+
+    def more() -> bool:
+        return count is None or refreshes < count
+
+    try:
+        if as_json:
+            while True:
+                print(json.dumps(read()), flush=True)
+                refreshes += 1
+                if not more():
+                    return EXIT_OK
+                time.sleep(interval)
+        from rich.live import Live
+
+        console = _status_console()
+        if not console.is_terminal:
+            while True:
+                console.print(_status_view(read(), watch=interval))
+                refreshes += 1
+                if not more():
+                    return EXIT_OK
+                time.sleep(interval)
+        with Live(
+            _status_view(read(), watch=interval), console=console, auto_refresh=False
+        ) as live:
+            refreshes = 1
+            while more():
+                time.sleep(interval)
+                live.update(_status_view(read(), watch=interval), refresh=True)
+                refreshes += 1
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # `status --watch --json | head -1`: the reader is done
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return EXIT_OK
 
 
@@ -521,12 +620,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _print_status(data: dict[str, Any]) -> None:
+    _status_console().print(_status_view(data))
+
+
+def _status_console() -> Console:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         console = Console(width=120)
+    return console
+
+
+def _status_view(data: dict[str, Any], *, watch: float | None = None) -> RenderableType:
+    """The table per data type and the dashboard line (with --watch: when and how often)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=f"gen-service — {data['database']}", title_justify="left")
     table.add_column("data type", no_wrap=True)
     for col in (
@@ -553,11 +664,10 @@ def _print_status(data: dict[str, Any]) -> None:
             f"{row['duplicates']:,}",
             f"{row['flagged']:,}",
         )
-    console.print(table)
     state = "running" if data["service_running"] else "not running"
     if data.get("paused"):
         state = f"PAUSED since {data['paused']['since']}: {data['paused']['why']}"
-    console.print(
+    line = Text(
         f"service {state}; phase {data['current_phase'] or '-'}; model "
         f"{data['current_model'] or '-'}; {data['samples_generated']:,} accepted; "
         f"{data['samples_per_hour']:,.0f}/h over the last hour; "
@@ -567,6 +677,11 @@ def _print_status(data: dict[str, Any]) -> None:
         f"regenerated, {data['batches_waiting_review']:,} waiting for review; "
         f"estimated completion {data['estimated_completion'] or '-'}"
     )
+    parts: list[RenderableType] = [table, line]
+    if watch is not None:
+        now = dt.datetime.now().astimezone().strftime("%H:%M:%S")
+        parts.append(Text(f"read at {now}, every {watch:g} s; Ctrl-C stops", style="dim"))
+    return Group(*parts)
 
 
 def _score(value: float | None) -> str:

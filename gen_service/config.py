@@ -14,9 +14,6 @@ operator never believes a feature is on when it is not.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import re
-import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,9 +29,10 @@ from pydantic import (
 )
 
 from gen_service import resources
+from gen_service.config_file import DEFAULT_CONFIG_PATHS as DEFAULT_CONFIG_PATHS
+from gen_service.config_file import DEFAULT_DB, read_toml, resolve_path
+from gen_service.config_file import find_config as find_config
 from gen_service.errors import ConfigError
-
-DEFAULT_CONFIG_PATHS = (Path("gen-service.toml"), Path("/etc/gen-service/gen-service.toml"))
 
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
 
@@ -44,15 +42,17 @@ class _Section(BaseModel):
 
 
 class ServiceConfig(_Section):
-    db: Path = Path("samples.db")
+    db: Path = DEFAULT_DB
     # Unset: the prompt library shipped with gen-service.
     prompts_dir: Path = Field(default_factory=resources.prompts_dir)
     timezone: str = "local"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 60
+    # The /metrics and /status endpoint: "host:port", ":port" (127.0.0.1) or "" (off).
     metrics_addr: str = ""
-    progress: Literal["auto", "on", "off"] = "auto"  # progress bars on a terminal
+    # Progress bars in a foreground run: auto (on a terminal, unless log_format is json).
+    progress: Literal["auto", "on", "off"] = "auto"
     # When the database's disk refuses writes (full, read-only): pause and retry, or exit 74.
     store_unavailable: Literal["pause", "exit"] = "pause"
     # Where the process phase and `gen-service report` write the daily reports; None: the
@@ -71,6 +71,17 @@ class ServiceConfig(_Section):
                     "or 'local'"
                 ) from None
         return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        if value:
+            listen_address(value)
+        return value
+
+    def metrics_endpoint(self) -> tuple[str, int] | None:
+        """(host, port) of the /metrics and /status endpoint; None when it is off."""
+        return listen_address(self.metrics_addr) if self.metrics_addr else None
 
     def reports_path(self) -> Path:
         """The folder of the daily reports (``reports_dir``, else ``reports/`` beside the db)."""
@@ -329,12 +340,28 @@ class Config(_Section):
         return list(seen)
 
 
+def listen_address(value: str) -> tuple[str, int]:
+    """``"host:port"``, ``"[v6 address]:port"`` or ``":port"`` (127.0.0.1) as (host, port);
+    a ValueError that says how to write it otherwise."""
+    fix = (
+        'Fix: write "host:port" (e.g. "127.0.0.1:9464"), ":9464" for 127.0.0.1, or "" to '
+        "turn the endpoint off"
+    )
+    host, colon, port = value.rpartition(":")
+    if not colon or "/" in value or any(c.isspace() for c in value):
+        raise ValueError(f"not a listening address. {fix}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f'an IPv6 address needs brackets, e.g. "[::1]:9464". {fix}')
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"the port must be a number from 1 to 65535. {fix}")
+    return host or "127.0.0.1", int(port)
+
+
 # Keys of the format whose feature is not built yet: (table path, key) -> what the key would
 # turn on. Accepted at their default, refused otherwise. Remove an entry when its feature lands.
-NOT_BUILT: dict[tuple[str, str], str] = {
-    ("service", "metrics_addr"): "the /metrics and /status endpoint",
-    ("service", "progress"): "progress bars for foreground runs",
-}
+NOT_BUILT: dict[tuple[str, str], str] = {}
 
 
 def _not_built_problems(cfg: Config) -> _KeyProblem | None:
@@ -420,52 +447,9 @@ def _check_clock_phases(phases: tuple[PhaseConfig, ...]) -> None:
 # -- loading ---------------------------------------------------------------------------------
 
 
-def find_config(explicit: Path | None) -> Path:
-    """The config path to use: the one given, else ./gen-service.toml, else /etc/..."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(
-                f"{explicit}: no such config file. Fix: pass the path of an existing TOML "
-                "file to --config, or write a starter config with `gen-service init`.",
-                path=str(explicit),
-            )
-        return explicit
-    for candidate in DEFAULT_CONFIG_PATHS:
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        "no config file found: looked for ./gen-service.toml and "
-        "/etc/gen-service/gen-service.toml. Fix: pass --config PATH, or write a starter "
-        "config with `gen-service init` (Ollama) or `gen-service init --backend embedded` "
-        "(the embedded model, no GPU)."
-    )
-
-
 def load_config(path: Path, *, check_prompts: bool = True) -> Config:
     """Read, validate and resolve one config file; raise ConfigError on any problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the config file ({exc.strerror}). Fix: check the path and "
-            "its permissions.",
-            path=str(path),
-        ) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        where = re.search(r"line (\d+)", str(exc))
-        quoted = ""
-        if where:
-            lines = text.splitlines()
-            number = int(where.group(1))
-            if 0 < number <= len(lines):
-                quoted = f" ({lines[number - 1].strip()!r})"
-        raise ConfigError(
-            f"{path}: not valid TOML: {exc}{quoted}. Fix: correct the syntax at that line "
-            "(strings need quotes, tables [name], arrays of tables [[name]]).",
-            path=str(path),
-        ) from None
+    raw = read_toml(path)
     cfg = parse_config(raw, path)
     if check_prompts:
         check_templates(cfg)
@@ -483,15 +467,15 @@ def parse_config(raw: Mapping[str, Any], path: Path) -> Config:
     base = path.resolve().parent
     service = cfg.service.model_copy(
         update={
-            "db": _resolve(base, cfg.service.db),
-            "prompts_dir": _resolve(base, cfg.service.prompts_dir),
+            "db": resolve_path(base, cfg.service.db),
+            "prompts_dir": resolve_path(base, cfg.service.prompts_dir),
             "reports_dir": None
             if cfg.service.reports_dir is None
-            else _resolve(base, cfg.service.reports_dir),
+            else resolve_path(base, cfg.service.reports_dir),
         }
     )
     models = {
-        role: m.model_copy(update={"path": _resolve(base, m.path)}) if m.path else m
+        role: m.model_copy(update={"path": resolve_path(base, m.path)}) if m.path else m
         for role, m in cfg.models.items()
     }
     return cfg.model_copy(update={"service": service, "models": models, "source": path})
@@ -514,11 +498,6 @@ def check_templates(cfg: Config) -> None:
             contexts=spec.sample_contexts(rng, dtc.batch_size, facets=library.facets),
             rng=rng,
         )
-
-
-def _resolve(base: Path, value: Path) -> Path:
-    value = Path(os.path.expanduser(value))
-    return value if value.is_absolute() else base / value
 
 
 def _toml_key(loc: tuple[str | int, ...]) -> str:

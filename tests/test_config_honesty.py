@@ -3,6 +3,7 @@ is not built is refused rather than silently ignored; `init` writes a config tha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -15,6 +16,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import BaseModel
 
@@ -25,7 +27,7 @@ from gen_service.config import NOT_BUILT, Config, load_config
 from gen_service.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError
 from gen_service.testing.fake_ollama import FakeConfig, FakeOllama
 
-from .conftest import REPO
+from .conftest import REPO, free_port
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "service": config_module.ServiceConfig,
@@ -83,9 +85,10 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[tuple[str, str]]]:
     yield seen
 
 
-def _full_config(url: str, tmp_path: Path) -> str:
+def _full_config(url: str, tmp_path: Path, metrics_port: int) -> str:
     """A clock config that sets every key a run can use: one all-day phase whose daily
-    targets are met quickly, so the backfill decision is taken too."""
+    targets are met quickly, so the backfill decision is taken too; the /metrics endpoint
+    listens on ``metrics_port``."""
     types_ = ("emotional_authenticity", "personality_traits")
     text = f"""
 [service]
@@ -97,7 +100,7 @@ log_level = "info"
 shutdown_grace_s = 5
 store_unavailable = "pause"
 reports_dir = "{tmp_path / "walk-reports"}"
-metrics_addr = ""
+metrics_addr = "127.0.0.1:{metrics_port}"
 progress = "auto"
 
 [backend]
@@ -176,8 +179,11 @@ acceptance_rate = 0.9
     return text
 
 
-def _stop_after_batches(db: Path, batches: int, done: threading.Event) -> None:
-    """Send SIGTERM to this process once the run committed some batches (it drains)."""
+def _stop_after_batches(
+    db: Path, batches: int, done: threading.Event, scrape: str, scraped: list[int]
+) -> None:
+    """Send SIGTERM to this process once the run committed some batches (it drains); before
+    that, GET ``scrape`` (the run's /metrics) and keep its HTTP status."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not done.is_set():
         try:
@@ -187,6 +193,8 @@ def _stop_after_batches(db: Path, batches: int, done: threading.Event) -> None:
             n = 0
         if n >= batches:
             time.sleep(1.0)  # the phase moves on to its backfill decision
+            with contextlib.suppress(httpx.HTTPError):
+                scraped.append(httpx.get(scrape, timeout=5).status_code)
             if not done.is_set():
                 os.kill(os.getpid(), signal.SIGTERM)
             return
@@ -203,12 +211,16 @@ def test_every_accepted_key_is_read_somewhere(
     command or a backend, unless it is listed as not built (then it is refused when set)."""
     with FakeOllama(FakeConfig(time_scale=0.0, seed=3)) as fake:
         path = tmp_path / "walk.toml"
-        path.write_text(_full_config(fake.url, tmp_path))
+        port = free_port()
+        path.write_text(_full_config(fake.url, tmp_path, port))
         assert main(["check-config", str(path)]) == 0
         assert main(["doctor", "--config", str(path)]) == 0
         done = threading.Event()
+        scraped: list[int] = []
         stopper = threading.Thread(
-            target=_stop_after_batches, args=(tmp_path / "walk.db", 4, done), daemon=True
+            target=_stop_after_batches,
+            args=(tmp_path / "walk.db", 4, done, f"http://127.0.0.1:{port}/metrics", scraped),
+            daemon=True,
         )
         stopper.start()
         try:
@@ -216,6 +228,7 @@ def test_every_accepted_key_is_read_somewhere(
         finally:
             done.set()
             stopper.join()
+        assert scraped == [200]  # metrics_addr: the endpoint served the running service
         assert main(["validate", "--config", str(path)]) == 0
         assert main(["status", "--config", str(path), "--json"]) == 0
         assert main(["plan", "--config", str(path)]) == 0
@@ -260,11 +273,13 @@ def test_every_accepted_key_is_read_somewhere(
 # -- not built: refused unless at the default -------------------------------------------------
 
 
-@pytest.mark.parametrize(("table", "key"), sorted(NOT_BUILT))
+# With every feature built, a built key stands in to keep the mechanism tested.
+@pytest.mark.parametrize(("table", "key"), sorted(NOT_BUILT) or [("service", "progress")])
 def test_not_built_key_is_refused_unless_default(
-    table: str, key: str, write_config: Callable[..., Path]
+    table: str, key: str, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A non-default value of a not-built feature's key is a config error naming the key."""
+    monkeypatch.setitem(NOT_BUILT, (table, key), NOT_BUILT.get((table, key), "a stand-in"))
     base = write_config().read_text()
     model = SECTIONS[table]
     default = model.model_fields[key].get_default(call_default_factory=True)

@@ -23,10 +23,10 @@ from jinja2 import Environment, StrictUndefined, Template, TemplateError
 from pydantic import BaseModel, Field, create_model
 
 from gen_service.domain.datatypes._base import DataTypeSpec, LabelResult, SampleModel
+from gen_service.domain.dimensions import DIMENSIONS as DIMENSIONS
 from gen_service.domain.schema import inline_refs
 from gen_service.errors import ConfigError
 
-DIMENSIONS = ("authenticity", "consistency", "complexity", "usability")
 JUDGE_SYSTEM = "system"
 JUDGE_VARIABLES = ("title", "description", "sample", "has_labels")
 

@@ -49,6 +49,7 @@ class ModelScheduler:
         self._runners: dict[str, RunnerOptions] = {}  # how we loaded each resident model
         self.loads: dict[str, int] = {}  # loads per model over the run (for tests/metrics)
         self.current: list[str] = []
+        self.gpu_shares: dict[str, float] = {}  # resident model -> its share in VRAM (Ollama)
         self.phase_id: int | None = None
         # Told of every phase entered (name, models) and left (None, []): the live state.
         self.on_phase: Callable[[str | None, list[str]], None] = lambda phase, models: None
@@ -100,6 +101,7 @@ class ModelScheduler:
         # Only a backend that reports VRAM (Ollama) has a GPU share to warn about; elsewhere
         # there is none (llama.cpp here runs on the CPU, OpenAI servers manage their own).
         reports_vram = self._backend.capabilities.reports_vram
+        self.gpu_shares = {r.model: r.gpu_share for r in results} if reports_vram else {}
         for r in results:
             if r.loaded_now:
                 partial = reports_vram and r.gpu_share < 0.999

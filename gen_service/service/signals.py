@@ -27,7 +27,13 @@ from gen_service.service.scheduler import ModelScheduler
 log = structlog.get_logger("gen_service.signals")
 
 # Keys that a reload cannot apply: the service keeps its backend and database until restarted.
-RESTART_KEYS = ("backend.kind", "backend.url", "service.db")
+RESTART_KEYS = (
+    "backend.kind",
+    "backend.url",
+    "service.db",
+    "service.metrics_addr",
+    "service.progress",
+)
 
 
 class Reloader:

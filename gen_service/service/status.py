@@ -1,23 +1,39 @@
 """The dashboard behind ``gen-service status``: read-only queries, fast on large databases
-(counts come from the trigger-kept ``daily_counts`` table, never from scanning samples)."""
+(counts come from the trigger-kept ``daily_counts`` table, never from scanning samples).
+
+``status --json`` must answer within 200 ms as a whole process (SPEC §9.5), and the queries
+take a few milliseconds: the rest is imports. This module imports only the standard library
+and light modules of its own; keep it so (``python -X importtime -m gen_service status``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gen_service.adapters.gpu import read_gpu
 from gen_service.adapters.state_file import read_state
-from gen_service.adapters.store import query
-from gen_service.config import Config
-from gen_service.domain.judging import DIMENSIONS
+from gen_service.adapters.store.readonly import query
+from gen_service.domain.dimensions import DIMENSIONS
+
+
+class ConfiguredTypes(Protocol):
+    """A config's data types in schedule order: a validated ``Config`` in the service, the
+    cheap :class:`~gen_service.config_file.StatusFacts` in ``gen-service status``."""
+
+    @property
+    def datatypes(self) -> Mapping[str, object]: ...
 
 
 def dashboard(
-    conn: sqlite3.Connection, cfg: Config | None, *, now: dt.datetime, gpu_probe: bool = True
+    conn: sqlite3.Connection,
+    cfg: ConfiguredTypes | None,
+    *,
+    now: dt.datetime,
+    gpu_probe: bool = True,
 ) -> dict[str, Any]:
     """The memo's dashboard keys plus per-type counts (SPEC §6)."""
     rows = query(conn, "SELECT * FROM progress ORDER BY datatype")

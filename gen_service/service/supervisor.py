@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -18,6 +19,7 @@ from gen_service import __version__
 from gen_service.adapters.backend import Backend
 from gen_service.adapters.factory import open_backend
 from gen_service.adapters.gpu import vram_budget_bytes
+from gen_service.adapters.metrics import MetricsEndpoint, open_endpoint
 from gen_service.adapters.prompt_files import load_prompt_library
 from gen_service.adapters.state_file import StateFile
 from gen_service.adapters.store import Store
@@ -33,12 +35,17 @@ from gen_service.service.clock import Clock, SystemClock
 from gen_service.service.gate import BackendGate
 from gen_service.service.live import LiveState
 from gen_service.service.producer import Generation
+from gen_service.service.progress import progress_console, show_progress
 from gen_service.service.regeneration import Regenerations
 from gen_service.service.runner import Control, Outcome, ScheduleRunner, sleep_until
 from gen_service.service.scheduler import ModelScheduler
 from gen_service.service.signals import Reloader, load_judges, target_rows, watch_signals
 from gen_service.service.sweep import sweep_near_duplicates
+from gen_service.service.view import ServiceView
 from gen_service.service.writer import PendingWrite, WriteContext, write_batches
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = structlog.get_logger("gen_service.supervisor")
 
@@ -51,13 +58,20 @@ async def run_service(
     until_done: bool = False,
     clock: Clock | None = None,
     notifier: Notifier | None = None,
+    console: Console | None = None,
 ) -> Outcome:
-    """Run until stopped (or, with ``until_done``, until every total target is met)."""
+    """Run until stopped (or, with ``until_done``, until every total target is met).
+    ``console``: where progress bars would go (default stderr; ``service.progress`` decides)."""
     clock = clock or SystemClock()
     notifier = notifier or Notifier()
     library = load_prompt_library(cfg.service.prompts_dir, list(cfg.datatypes))
     judges = load_judges(cfg)
-    async with open_backend(cfg) as backend:
+    bars = progress_console(cfg.service.progress, cfg.service.log_format, console)
+    # The endpoint's address is bound first: one that cannot work fails before any request.
+    async with (
+        open_endpoint(cfg.service.metrics_endpoint(), config_path=cfg.source) as endpoint,
+        open_backend(cfg) as backend,
+    ):
         await preflight(cfg, backend)
         async with Store.open(cfg.service.db, now=clock.now) as store:
             run = await store.start_run(
@@ -66,7 +80,17 @@ async def run_service(
             # Every event of this run carries its id (structlog's contextvars).
             with structlog.contextvars.bound_contextvars(run_id=run.run_id):
                 return await _supervise(
-                    cfg, backend, store, run.run_id, library, judges, until_done, clock, notifier
+                    cfg,
+                    backend,
+                    store,
+                    run.run_id,
+                    library,
+                    judges,
+                    until_done,
+                    clock,
+                    notifier,
+                    endpoint=endpoint,
+                    bars=bars,
                 )
 
 
@@ -80,6 +104,9 @@ async def _supervise(
     until_done: bool,
     clock: Clock,
     notifier: Notifier,
+    *,
+    endpoint: MetricsEndpoint | None = None,
+    bars: Console | None = None,
 ) -> Outcome:
     tz = cfg.service.tzinfo()
     await store.set_targets(target_rows(cfg), tz)
@@ -117,6 +144,10 @@ async def _supervise(
     batches_tx, batches_rx = anyio.create_memory_object_stream[PendingWrite](
         max_buffer_size=cfg.backend.num_parallel * 2
     )
+    view = ServiceView(gen, live, scheduler, batches_rx)
+    if endpoint is not None:
+        endpoint.metrics.watch(view.snapshot, cfg.generate_datatypes())
+        await endpoint.metrics.load_judgments(cfg.service.db)
     outcome = Outcome("stopped")
     status = "crashed"
     for warning in config_warnings(cfg):
@@ -144,8 +175,13 @@ async def _supervise(
                 on_unavailable=cfg.service.store_unavailable,
                 stopping=gen.stopping,
                 grace_s=cfg.service.shutdown_grace_s,
+                observer=None if endpoint is None else endpoint.metrics,
             )
             await tg.start(write_batches, writes, batches_rx)
+            if endpoint is not None:
+                await tg.start(endpoint.serve, view.status)
+            if bars is not None:
+                tg.start_soon(show_progress, view.snapshot, bars)
             work = anyio.CancelScope()
             signals = anyio.CancelScope()
             reloader = Reloader(gen, store, scheduler, control.request_replan, notifier)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -22,7 +23,7 @@ from gen_service.adapters.store import Store
 from gen_service.adapters.store.core import free_bytes
 from gen_service.adapters.store.quality import JudgmentRow
 from gen_service.domain.judging import BatchVerdict
-from gen_service.domain.records import BatchRecord
+from gen_service.domain.records import BatchRecord, CommitResult
 from gen_service.errors import StoreUnavailable
 from gen_service.service.board import ProgressBoard
 from gen_service.service.gate import STORE, BackendGate
@@ -32,6 +33,17 @@ log = structlog.get_logger("gen_service.writer")
 RETRY_INITIAL_S = 1.0  # first wait before committing again to a disk that refused
 RETRY_MAX_S = 30.0
 REPORT_EVERY_S = 60.0  # store.unavailable is logged once a minute while it lasts
+
+
+class CommitObserver(Protocol):
+    """Told of each commit, once per batch or verdict (the /metrics counters): keep it cheap,
+    it runs on the writer's path."""
+
+    def batch_committed(self, record: BatchRecord, result: CommitResult) -> None: ...
+
+    def verdicts_committed(
+        self, datatype: str, overall: Sequence[float], flagged: bool
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -46,6 +58,7 @@ class WriteContext:
     on_unavailable: Literal["pause", "exit"] = "pause"
     stopping: anyio.Event | None = None  # the service drains: stop waiting after grace_s
     grace_s: float = 60.0
+    observer: CommitObserver | None = None  # the /metrics counters, when the endpoint is on
 
 
 class PendingWrite(Protocol):
@@ -68,6 +81,8 @@ class PendingBatch:
         result = await ctx.store.commit_batch(ctx.run_id, batch)
         new_day = ctx.board.day != batch.day
         ctx.board.record(batch.datatype, batch.day, result, batch.status == "ok")
+        if ctx.observer is not None:
+            ctx.observer.batch_committed(batch, result)
         if new_day:  # the UTC offset may have changed (DST) with the day
             await ctx.store.refresh_day(ctx.tz)
         log.info(
@@ -103,6 +118,9 @@ class PendingVerdicts:
 
     async def commit(self, ctx: WriteContext) -> None:
         await commit_verdicts(ctx.store, self, ctx.board)
+        if ctx.observer is not None:
+            overall = [j.overall for j in self.judgments]
+            ctx.observer.verdicts_committed(self.datatype, overall, self.verdict.flagged)
 
 
 async def commit_verdicts(

@@ -14,7 +14,7 @@ import os
 import shutil
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ import anyio
 from gen_service.adapters.store import batches
 from gen_service.adapters.store.batches import NearDuplicates
 from gen_service.adapters.store.quality import QualityQueries
+from gen_service.adapters.store.readonly import open_readonly as open_readonly  # re-exported
+from gen_service.adapters.store.readonly import query as query  # re-exported
 from gen_service.adapters.store.schema import MIGRATIONS, SCHEMA_VERSION
 from gen_service.domain.records import BatchRecord, CommitResult
 from gen_service.errors import StoreError, StoreUnavailable
@@ -341,30 +343,3 @@ async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
             "file (not another file type) and not corrupted; point [service].db elsewhere to "
             "start a new one."
         ) from None
-
-
-# -- synchronous reads for the CLI (status works while the service writes) ------------------
-
-
-def open_readonly(path: Path) -> sqlite3.Connection:
-    if not path.exists():
-        raise StoreError(
-            f"no database at {path} yet. Fix: start the service (gen-service run) or check "
-            "[service].db in the config."
-        )
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA query_only = ON")
-        return conn
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {path} for reading: {exc}") from None
-
-
-def query(
-    conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | tuple[Any, ...] = ()
-) -> list[sqlite3.Row]:
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.Error as exc:
-        raise StoreError(f"database query failed: {exc}") from None
