@@ -14,6 +14,7 @@ operator never believes a feature is on when it is not.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
