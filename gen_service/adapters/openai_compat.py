@@ -24,7 +24,12 @@ a log event or an error message (server messages that echo it are redacted).
 
 Which error a failure becomes, and whether it is retried, is decided in
 :mod:`gen_service.adapters._http` (shared with Ollama), including the diagnosis of a server
-that died compiling a request's grammar; this module only words the messages.
+that died compiling a request's grammar; this backend only words the messages.
+
+The endpoints, what is learned about each and the routing between them live in
+:mod:`gen_service.adapters._openai_endpoints`; the request body, the model entries and the
+words for errors in :mod:`gen_service.adapters._openai_wire`. This module sends the requests
+and adapts to each server's answers.
 """
 
 from __future__ import annotations
@@ -38,14 +43,10 @@ import anyio
 import httpx
 import structlog
 
-from gen_service.adapters._completions import (
-    as_mapping,
-    chat_messages,
-    cut_off,
-    openai_completion,
-    reply_limit,
-)
-from gen_service.adapters._http import Failure, HttpServers, Refusal, json_object
+from gen_service.adapters._completions import cut_off, openai_completion, reply_limit
+from gen_service.adapters._http import HttpServers, json_object
+from gen_service.adapters._openai_endpoints import Endpoint, Router, normalize_url
+from gen_service.adapters._openai_wire import OpenAIWording, chat_body, model_info
 from gen_service.adapters.backend import (
     BackendBase,
     BackendHealth,
@@ -58,19 +59,10 @@ from gen_service.adapters.backend import (
     RunnerOptions,
     ThinkingSwitch,
 )
-from gen_service.errors import (
-    BackendError,
-    BackendUnavailable,
-    ConfigError,
-    ModelNotFound,
-)
+from gen_service.errors import BackendError, BackendUnavailable, ModelNotFound
 
 ResponseFormatMode = Literal["auto", "json_schema", "json_object"]
 
-# An endpoint that just failed with a transient error is passed over for this long while another
-# one is healthy: a dead server fails fast, has nothing in flight, and would otherwise attract
-# every request that least-in-flight routing hands out.
-_FAILURE_COOLDOWN_S = 5.0
 _HEALTH_READ_TIMEOUT_S = 30.0
 
 log = structlog.get_logger(__name__)
@@ -85,41 +77,6 @@ class EndpointStats:
     requests_sent: int  # chat POSTs sent, format-detection retries included
     response_format: str  # "json_schema" | "json_object" | "" (not detected yet)
     template_kwargs: bool | None  # chat_template_kwargs accepted (True), refused (False), unknown
-
-
-class _Endpoint:
-    """One server base URL (ending in /v1) and what we learned about it."""
-
-    __slots__ = (
-        "base",
-        "failed_at",
-        "in_flight",
-        "requests_sent",
-        "response_format",
-        "root",
-        "template_kwargs",
-    )
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        # /health and /version live beside /v1, not under it.
-        self.root = base.removesuffix("/v1")
-        self.in_flight = 0
-        self.requests_sent = 0
-        self.response_format: Literal["json_schema", "json_object"] | None = None
-        self.template_kwargs: bool | None = None
-        self.failed_at: float | None = None
-
-
-def _normalize_url(url: str, key: str) -> str:
-    base = url.strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"{key} = {url!r} is not an http(s) URL; give the server's OpenAI base URL "
-            "including /v1, e.g. http://127.0.0.1:8000/v1",
-            key=key,
-        )
-    return base
 
 
 class OpenAIBackend(BackendBase):
@@ -145,18 +102,8 @@ class OpenAIBackend(BackendBase):
         response_format: ResponseFormatMode = "auto",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = _normalize_url(url, "backend.url")
-        self._endpoints: dict[str, _Endpoint] = {}
-        self._default_route = [self._endpoint(self.url)]
-        self._routes: dict[str, list[_Endpoint]] = {}
-        for model, urls in (endpoints or {}).items():
-            key = f"backend.endpoints.{model}"
-            if isinstance(urls, str) or not urls:
-                raise ConfigError(
-                    f"{key} must be a non-empty list of base URLs ending in /v1", key=key
-                )
-            self._routes[model] = [self._endpoint(_normalize_url(u, key)) for u in urls]
-        self._next_tie: dict[str, int] = {}
+        self.url = normalize_url(url, "backend.url")
+        self._router = Router(self.url, endpoints)
         self._mode: ResponseFormatMode = response_format
         # Kept only to redact servers that echo the key back; never formatted anywhere.
         self._secret = api_key or None
@@ -169,7 +116,7 @@ class OpenAIBackend(BackendBase):
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
             transport=transport,
         )
-        self._http = HttpServers(self._client, _OpenAIWording(self._secret), redact=self._redact)
+        self._http = HttpServers(self._client, OpenAIWording(self._secret), redact=self._redact)
         self._probe_timeout = httpx.Timeout(
             min(request_timeout_s, _HEALTH_READ_TIMEOUT_S), connect=connect_timeout_s
         )
@@ -177,7 +124,7 @@ class OpenAIBackend(BackendBase):
     def __repr__(self) -> str:
         key = "set" if self._secret else "unset"
         return (
-            f"OpenAIBackend(url={self.url!r}, endpoints={len(self._endpoints)}, "
+            f"OpenAIBackend(url={self.url!r}, endpoints={len(self._router.endpoints)}, "
             f"api_key={key}, response_format={self._mode!r})"
         )
 
@@ -194,11 +141,6 @@ class OpenAIBackend(BackendBase):
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
 
-    def _endpoint(self, base: str) -> _Endpoint:
-        # One _Endpoint per server URL, shared by every model routed to it, so in-flight
-        # counts are per server.
-        return self._endpoints.setdefault(base, _Endpoint(base))
-
     def endpoint_stats(self) -> list[EndpointStats]:
         """Per-endpoint counters, in the order the endpoints were configured."""
         return [
@@ -209,35 +151,13 @@ class OpenAIBackend(BackendBase):
                 response_format=(ep.response_format or "") if self._mode == "auto" else self._mode,
                 template_kwargs=ep.template_kwargs,
             )
-            for ep in self._endpoints.values()
+            for ep in self._router.endpoints
         ]
-
-    def _route(self, model: str) -> list[_Endpoint]:
-        return self._routes.get(model, self._default_route)
-
-    def _pick(self, model: str) -> _Endpoint:
-        """The endpoint with the fewest requests in flight; ties go round-robin."""
-        route = self._route(model)
-        if len(route) == 1:
-            return route[0]
-        now = time.monotonic()
-        usable = [
-            ep for ep in route if ep.failed_at is None or now - ep.failed_at >= _FAILURE_COOLDOWN_S
-        ] or route
-        fewest = min(ep.in_flight for ep in usable)
-        start = self._next_tie.get(model, 0)
-        for offset in range(len(route)):
-            index = (start + offset) % len(route)
-            ep = route[index]
-            if ep in usable and ep.in_flight == fewest:
-                self._next_tie[model] = (index + 1) % len(route)
-                return ep
-        raise AssertionError("unreachable: some usable endpoint has the fewest in flight")
 
     # -- generation --------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest) -> Completion:
-        ep = self._pick(request.model)
+        ep = self._router.pick(request.model)
         ep.in_flight += 1
         started = time.perf_counter()
         try:
@@ -256,18 +176,18 @@ class OpenAIBackend(BackendBase):
             total_s=time.perf_counter() - started,
         )
 
-    def _format_for(self, ep: _Endpoint) -> Literal["json_schema", "json_object"]:
+    def _format_for(self, ep: Endpoint) -> Literal["json_schema", "json_object"]:
         if self._mode != "auto":
             return self._mode
         return ep.response_format or "json_schema"
 
-    async def _post_chat(self, ep: _Endpoint, request: ChatRequest) -> dict[str, Any]:
+    async def _post_chat(self, ep: Endpoint, request: ChatRequest) -> dict[str, Any]:
         # Each refusal we adapt to flips one remembered setting for good, so this loop runs at
         # most three times: as sent, without chat_template_kwargs, with json_object.
         while True:
             fmt = self._format_for(ep) if request.schema is not None else None
             send_kwargs = request.think is not None and ep.template_kwargs is not False
-            body = _chat_body(request, fmt, send_kwargs)
+            body = chat_body(request, fmt, send_kwargs)
             url = f"{ep.base}/chat/completions"
             ep.requests_sent += 1
             response, cut = await self._http.request_capped(
@@ -320,7 +240,7 @@ class OpenAIBackend(BackendBase):
 
     # -- models ------------------------------------------------------------------------------
 
-    async def _served(self, ep: _Endpoint) -> dict[str, ModelInfo]:
+    async def _served(self, ep: Endpoint) -> dict[str, ModelInfo]:
         url = f"{ep.base}/models"
         response = await self._http.request("GET", url, server=ep.base)
         if not response.is_success:
@@ -329,12 +249,12 @@ class OpenAIBackend(BackendBase):
         if not isinstance(data, list):
             raise BackendUnavailable(f"{url} answered without a 'data' list of models")
         return {
-            str(item["id"]): _model_info(item)
+            str(item["id"]): model_info(item)
             for item in data
             if isinstance(item, dict) and "id" in item
         }
 
-    async def _served_by(self, route: Sequence[_Endpoint]) -> list[dict[str, ModelInfo]]:
+    async def _served_by(self, route: Sequence[Endpoint]) -> list[dict[str, ModelInfo]]:
         """The model listings of every endpoint that answers; raises only if none does."""
         listings: list[dict[str, ModelInfo]] = []
         failures: list[BackendError] = []
@@ -349,13 +269,13 @@ class OpenAIBackend(BackendBase):
 
     async def list_models(self) -> list[ModelInfo]:
         merged: dict[str, ModelInfo] = {}
-        for listing in await self._served_by(list(self._endpoints.values())):
+        for listing in await self._served_by(self._router.endpoints):
             for name, info in listing.items():
                 merged.setdefault(name, info)
         return list(merged.values())
 
     async def describe(self, model: str) -> ModelInfo:
-        route = self._route(model)
+        route = self._router.route(model)
         served: set[str] = set()
         for listing in await self._served_by(route):
             if model in listing:
@@ -392,10 +312,10 @@ class OpenAIBackend(BackendBase):
     async def health(self) -> BackendHealth:
         """Probe every endpoint at once; ok while at least one answers, since routing passes
         over the ones that fail. ``detail`` names each endpoint's state."""
-        endpoints = list(self._endpoints.values())
+        endpoints = self._router.endpoints
         results: list[BackendHealth] = [BackendHealth(ok=False)] * len(endpoints)
 
-        async def probe(index: int, ep: _Endpoint) -> None:
+        async def probe(index: int, ep: Endpoint) -> None:
             results[index] = await self._probe(ep)
 
         async with anyio.create_task_group() as tg:
@@ -408,7 +328,7 @@ class OpenAIBackend(BackendBase):
             detail="; ".join(r.detail for r in results),
         )
 
-    async def _probe(self, ep: _Endpoint) -> BackendHealth:
+    async def _probe(self, ep: Endpoint) -> BackendHealth:
         timeout = self._probe_timeout
         try:
             response = await self._http.request(
@@ -437,7 +357,7 @@ class OpenAIBackend(BackendBase):
         version = await self._version(ep)
         return BackendHealth(ok=True, version=version, detail=f"{ep.base} ok via {via}")
 
-    async def _version(self, ep: _Endpoint) -> str:
+    async def _version(self, ep: Endpoint) -> str:
         """vLLM's {"version": "..."} at /version; "" from servers without it."""
         try:
             response = await self._client.get(f"{ep.root}/version", timeout=self._probe_timeout)
@@ -448,106 +368,3 @@ class OpenAIBackend(BackendBase):
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-class _OpenAIWording:
-    """The OpenAI backend's words for the errors :mod:`gen_service.adapters._http` decides."""
-
-    def __init__(self, secret: str | None) -> None:
-        self._has_key = secret is not None
-
-    def transport(
-        self, failure: Failure, described: str, *, method: str, url: str, server: str
-    ) -> str:
-        text = f"{method} {url} failed ({described}); is the server running at {server}?"
-        if failure is Failure.STALLED:
-            text += " If it is busy, lower backend.num_parallel or raise backend.request_timeout_s."
-        return text
-
-    def refusal(
-        self, refusal: Refusal, said: str, *, status: int, url: str, server: str, model: str | None
-    ) -> str:
-        if refusal is Refusal.UNAUTHORIZED:
-            what = (
-                "the API key was refused"
-                if self._has_key
-                else "no API key was sent and the server wants one"
-            )
-            return (
-                f"{server} refused the request ({said}): {what}; set the API key in the "
-                "environment variable named by backend.api_key_env"
-            )
-        if refusal is Refusal.NO_ROUTE:
-            # The route itself is missing, not the model: the URL lacks /v1 or is wrong.
-            return (
-                f"{url} does not exist ({said}); backend.url and backend.endpoints must be "
-                "the server's OpenAI base URL including /v1, e.g. http://127.0.0.1:8000/v1"
-            )
-        if refusal is Refusal.MODEL_MISSING:
-            return (
-                f"model {model!r} is not served at {server} ({said}); list the served names "
-                f"with GET {server}/models and use one of them"
-            )
-        if refusal is Refusal.MALFORMED:
-            # llama-cpp-python's server answers a malformed request with 500 wrapping pydantic's
-            # complaint; repeating the request cannot help.
-            return (
-                f"{server} rejected the request body ({said}); the server does not accept "
-                "this request shape, check backend.response_format and the model options"
-            )
-        if refusal in (Refusal.BUSY, Refusal.FAILED):
-            return f"{server} failed the request ({said}); it will be retried"
-        return (
-            f"{server} rejected the request ({said}); fix the request or the server's options "
-            "(for a schema refusal, set backend.response_format to the mode the server supports)"
-        )
-
-
-def _chat_body(
-    request: ChatRequest, fmt: Literal["json_schema", "json_object"] | None, send_kwargs: bool
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": request.model,
-        "messages": chat_messages(request.messages),
-        "temperature": request.temperature,
-        "max_tokens": request.num_predict,
-        "stream": False,
-    }
-    if request.seed is not None:
-        body["seed"] = request.seed
-    if request.repeat_penalty is not None:
-        # vLLM and SGLang read repetition_penalty, llama.cpp's servers repeat_penalty; each
-        # ignores the other's name.
-        body["repetition_penalty"] = request.repeat_penalty
-        body["repeat_penalty"] = request.repeat_penalty
-    if fmt == "json_schema":
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "batch", "schema": request.schema, "strict": True},
-        }
-    elif fmt == "json_object":
-        body["response_format"] = {"type": "json_object", "schema": request.schema}
-    if send_kwargs:
-        body["chat_template_kwargs"] = {"enable_thinking": request.think}
-    return body
-
-
-def _model_info(item: dict[str, Any]) -> ModelInfo:
-    # vLLM adds max_model_len; llama-server adds meta {size, n_params}. Others give only the id.
-    meta = as_mapping(item.get("meta"))
-    max_len = item.get("max_model_len")
-    n_params = meta.get("n_params")
-    return ModelInfo(
-        name=str(item["id"]),
-        size_bytes=int(meta.get("size") or 0),
-        parameter_size=_parameter_size(n_params) if isinstance(n_params, int) else "",
-        capabilities=frozenset({"completion"}),
-        context_length=max_len if isinstance(max_len, int) else None,
-    )
-
-
-def _parameter_size(n_params: int) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6)):
-        if n_params >= scale:
-            return f"{n_params / scale:.3g}{unit}"
-    return str(n_params)

@@ -1,7 +1,7 @@
 """Clock-schedule math (pure): which phase holds at a local time, and when it ends.
 
 Phases are ``HH:MM`` spans of the local day; ``end`` may be ``24:00``, and a phase whose end is
-not after its start wraps past midnight. Validation (config.py) guarantees no two overlap.
+not after its start wraps past midnight. Validation (config_rules.py) guarantees no two overlap.
 """
 
 from __future__ import annotations
