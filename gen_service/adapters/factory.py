@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from gen_service.adapters.backend import Backend
+from gen_service.adapters.backend import Backend, Capabilities
 from gen_service.config import Config
 from gen_service.errors import ConfigError
 
@@ -48,6 +48,22 @@ def make_backend(cfg: Config) -> Backend:
 
     paths = {m.name: m.path for m in cfg.models.values() if m.path is not None}
     return LlamaCppBackend(paths, n_threads=b.n_threads)
+
+
+def capabilities_for(cfg: Config) -> Capabilities:
+    """What the configured backend can do, without opening it (``plan`` needs no backend)."""
+    kind = cfg.backend.kind
+    if kind == "ollama":
+        from gen_service.adapters.ollama import OllamaBackend
+
+        return OllamaBackend.capabilities
+    if kind == "openai":
+        from gen_service.adapters.openai_compat import OpenAIBackend
+
+        return OpenAIBackend.capabilities
+    from gen_service.adapters.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend.capabilities
 
 
 @asynccontextmanager

@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from gen_service.adapters.backend import ModelMemory
+from gen_service.adapters.factory import capabilities_for
 from gen_service.adapters.store import open_readonly
 from gen_service.adapters.store.history import (
     Holdings,
@@ -30,7 +32,11 @@ from gen_service.domain.planner import (
     estimated_tokens_per_verdict,
 )
 
-_MEMORY: dict[str, Memory] = {"ollama": "vram", "openai": "server", "llamacpp": "process"}
+_MEMORY: dict[ModelMemory, Memory] = {
+    ModelMemory.GPU_BUDGET: "vram",
+    ModelMemory.SERVER: "server",
+    ModelMemory.PROCESS_RAM: "process",
+}
 
 
 class History:
@@ -63,7 +69,7 @@ def read_history(db: Path, *, explicit: bool, today: str) -> History:
 
 def vram_budget_bytes(cfg: Config) -> int | None:
     """``[gpu] vram_gb`` (else nvidia-smi's figure) less ``reserve_gb``; None: unknown."""
-    if cfg.backend.kind != "ollama":
+    if capabilities_for(cfg).memory is not ModelMemory.GPU_BUDGET:
         return None
     total = cfg.gpu.vram_gb
     if total is None:
@@ -114,7 +120,7 @@ def plan_input(cfg: Config, history: History, now: dt.datetime, budget: int | No
     if validates:
         v = cfg.validation
         judge = JudgeInput(v.model, v.sample_rate, tokens_per_verdict(cfg))
-    memory = _MEMORY[cfg.backend.kind]
+    memory = _MEMORY[capabilities_for(cfg).memory]
     return PlanInput(
         mode=cfg.schedule.mode,
         models=models,
