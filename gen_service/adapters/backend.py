@@ -98,6 +98,9 @@ class BackendHealth:
     ok: bool
     version: str = ""
     detail: str = ""
+    # The server says it is a test double (gen-service's fake Ollama): what it generates is
+    # recorded as test data and never exported as real data.
+    test_double: bool = False
 
 
 class ModelMemory(enum.Enum):

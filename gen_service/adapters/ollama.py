@@ -168,10 +168,12 @@ class OllamaBackend(BackendBase):
                 False, detail=f"{self.url}/api/version answered HTTP {response.status_code}"
             )
         try:
-            version = json_object(response, f"Ollama at {self.url}").get("version", "")
+            body = json_object(response, f"Ollama at {self.url}")
         except BackendUnavailable as exc:
             return BackendHealth(False, detail=str(exc))
-        return BackendHealth(True, version=str(version))
+        return BackendHealth(
+            True, version=str(body.get("version", "")), test_double=bool(body.get("test_double"))
+        )
 
     async def list_models(self) -> list[ModelInfo]:
         data = await self._get_json("/api/tags")

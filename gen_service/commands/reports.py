@@ -36,6 +36,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         splits=args.splits,
         min_quality=args.min_quality,
         include_unjudged=args.include_unjudged,
+        include_test_data=args.include_test_data,
         types=args.types,
         balance=args.balance,
         chat=args.chat,

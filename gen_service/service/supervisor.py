@@ -16,7 +16,7 @@ import anyio
 import structlog
 
 from gen_service import __version__
-from gen_service.adapters.backend import Backend
+from gen_service.adapters.backend import Backend, BackendHealth
 from gen_service.adapters.factory import open_backend
 from gen_service.adapters.gpu import vram_budget_bytes
 from gen_service.adapters.metrics import MetricsEndpoint, open_endpoint
@@ -72,10 +72,14 @@ async def run_service(
         open_endpoint(cfg.service.metrics_endpoint(), config_path=cfg.source) as endpoint,
         open_backend(cfg) as backend,
     ):
-        await preflight(cfg, backend)
+        health = await preflight(cfg, backend)
         async with Store.open(cfg.service.db, now=clock.now) as store:
             run = await store.start_run(
-                version=__version__, config_path=str(cfg.source or ""), mode=cfg.schedule.mode
+                version=__version__,
+                config_path=str(cfg.source or ""),
+                mode=cfg.schedule.mode,
+                backend=backend.kind,
+                test_double=health.test_double,
             )
             # Every event of this run carries its id (structlog's contextvars).
             with structlog.contextvars.bound_contextvars(run_id=run.run_id):
@@ -261,12 +265,20 @@ def open_state_file(db: Path) -> StateFile | None:
     return state
 
 
-async def preflight(cfg: Config, backend: Backend) -> None:
+async def preflight(cfg: Config, backend: Backend) -> BackendHealth:
     """Catch an unreachable backend or a missing model before generation starts."""
     health = await backend.health()
     if not health.ok:
         raise BackendUnavailable(health.detail or f"the backend at {backend.url} is down")
     log.info("backend.ready", kind=backend.kind, url=backend.url, version=health.version)
+    if health.test_double:
+        log.warning(
+            "backend.test_double",
+            url=backend.url,
+            detail="this backend is a test double (gen-service fake-ollama): what it generates "
+            "is recorded as test data, not real data, and `gen-service export` leaves it out "
+            "unless --include-test-data",
+        )
     roles = {cfg.datatypes[d].model for d in cfg.generate_datatypes()}
     if any(p.kind == "validate" for p in cfg.schedule.phases):
         roles.add(cfg.validation.model)
@@ -279,3 +291,4 @@ async def preflight(cfg: Config, backend: Backend) -> None:
             size_gb=round(info.size_bytes / 2**30, 2),
             capabilities=sorted(info.capabilities),
         )
+    return health

@@ -216,3 +216,25 @@ async def test_pull_streams_progress(fake_ollama: FakeOllama) -> None:
         await backend.aclose()
     assert events[-1]["status"] == "success"
     assert any("completed" in e for e in events)
+
+
+async def test_only_a_server_that_says_so_is_a_test_double() -> None:
+    """Ollama's own /api/version answers {"version"} alone: not a test double. The fake adds
+    "test_double", so the service can mark what it generates as test data."""
+    from .misbehaving import Act, misbehaving_server
+
+    with misbehaving_server() as server:
+        server.script(Act.json(200, {"version": "0.11.4"}))
+        backend = OllamaBackend(server.url)
+        try:
+            real = await backend.health()
+        finally:
+            await backend.aclose()
+    with FakeOllama(FakeConfig(time_scale=0.0)) as fake:
+        backend = OllamaBackend(fake.url)
+        try:
+            fake_health = await backend.health()
+        finally:
+            await backend.aclose()
+    assert real.ok and real.version == "0.11.4" and not real.test_double
+    assert fake_health.ok and fake_health.test_double

@@ -606,7 +606,8 @@ def test_a_judged_and_reviewed_run_exports_what_passed(
     assert len(flagged) >= 2, "half the verdicts are low: some batches must be flagged"
     assert main(["review", "--config", str(path), "accept", str(flagged[0])]) == 0
     out = tmp_path / "dataset"
-    assert main(["export", "--config", str(path), "--out", str(out), "--chat"]) == 0
+    args = ["export", "--config", str(path), "--out", str(out), "--chat", "--include-test-data"]
+    assert main(args) == 0
     expected = {
         i
         for (i,) in sql(
@@ -625,3 +626,32 @@ def test_a_judged_and_reviewed_run_exports_what_passed(
     assert manifest["config"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     chat_rows = manifest["datatypes"]["dramatic_irony"]["chat_rows"]
     assert sum(chat_rows.values()) == 3 * manifest["datatypes"]["dramatic_irony"]["total"]
+    # The fake is a test double: the card says its rows are not real data.
+    assert sum(i["test_data"] for i in manifest["datatypes"].values()) == len(expected)
+    assert "not real data" in (out / "README.md").read_text()
+
+
+def test_samples_of_a_test_double_are_not_exported_as_real_data(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run on the fake Ollama is recorded as a test-double run, and the export leaves its
+    samples out (saying why and how to include them) unless --include-test-data."""
+    with FakeOllama(FakeConfig(time_scale=0.0, seed=5)) as fake:
+        path = write_config(url=fake.url, target=6, types=ALL_TYPES[2:3])
+        assert main(["run", "--config", str(path), "--until-done"]) == 0
+    db = load_config(path).service.db
+    assert sql(db, "SELECT backend, test_double FROM runs") == [("ollama", 1)]
+    accepted = sql(db, "SELECT COUNT(*) FROM samples WHERE status = 'accepted'")[0][0]
+    assert accepted >= 6
+    capsys.readouterr()
+    out = tmp_path / "real"
+    assert export(db, out, "--include-unjudged") == 0
+    err = capsys.readouterr().err
+    assert f"{accepted} samples were left out" in err and "--include-test-data" in err
+    assert exported_ids(out) == set()
+    assert "were left out" in (out / "README.md").read_text()
+    dry = tmp_path / "dry"
+    assert export(db, dry, "--include-unjudged", "--include-test-data") == 0
+    assert len(exported_ids(dry)) == accepted
+    card = (dry / "README.md").read_text()
+    assert "Test data" in card and "do not train on them" in card

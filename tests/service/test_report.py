@@ -165,6 +165,9 @@ def test_report_command_prints_text_and_json(
     data = json.loads(capsys.readouterr().out)
     assert data["day"] == produced.day and data["day_number"] == 1
     assert f"Status: {data['status']['line']}" in text
+    # The run was on the fake Ollama: the report says its samples are not real data.
+    assert data["test_data_samples"] == data["totals"]["accepted"] > 0
+    assert "test double" in data["issues"][0] and "test double" in text
 
 
 def test_html_goes_to_out_or_the_reports_folder(
@@ -429,7 +432,8 @@ def test_the_run_ends_with_an_exportable_dataset(
     )[0][0]
     assert unsigned == 0
     out = tmp_path / "dataset"
-    assert main(["export", "--config", str(produced.config), "--out", str(out)]) == 0
+    args = ["export", "--config", str(produced.config), "--out", str(out), "--include-test-data"]
+    assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

@@ -100,14 +100,33 @@ class Store(QualityQueries):
 
     # -- runs and settings -------------------------------------------------------------------
 
-    async def start_run(self, *, version: str, config_path: str, mode: str) -> RunInfo:
+    async def start_run(
+        self,
+        *,
+        version: str,
+        config_path: str,
+        mode: str,
+        backend: str | None = None,
+        test_double: bool = False,
+    ) -> RunInfo:
+        """A new row in ``runs``. ``test_double``: the backend is a fake, so every sample of
+        this run is test data (the export leaves it out unless asked)."""
         started = self._stamp()
         # A run still marked running was killed (SIGKILL, power loss): say so.
         await self._execute("UPDATE runs SET status = 'crashed' WHERE status = 'running'", ())
         cur = await self._execute(
-            "INSERT INTO runs (started_at, pid, host, version, config_path, mode) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (started, os.getpid(), socket.gethostname(), version, config_path, mode),
+            "INSERT INTO runs (started_at, pid, host, version, config_path, mode, backend,"
+            " test_double) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                started,
+                os.getpid(),
+                socket.gethostname(),
+                version,
+                config_path,
+                mode,
+                backend,
+                int(test_double),
+            ),
         )
         assert cur.lastrowid is not None
         return RunInfo(cur.lastrowid, started)

@@ -29,6 +29,7 @@ from gen_service.errors import StoreError
 class ExportFilter:
     min_quality: float | None = None
     include_unjudged: bool = False
+    include_test_data: bool = False  # samples of runs on a test double (the fake Ollama)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,26 @@ def _where(flt: ExportFilter) -> tuple[str, dict[str, Any]]:
     if flt.include_unjudged:
         batch_ok = f"({batch_ok} OR b.judged_at IS NULL)"
     where = f"s.datatype = :datatype AND s.status = 'accepted' AND {batch_ok}"
+    if not flt.include_test_data:
+        where += f" AND NOT {_TEST_DOUBLE}"
     return where, params
+
+
+# The sample's batch was made by a run on a test double: its content is not real data.
+_TEST_DOUBLE = "EXISTS (SELECT 1 FROM runs r WHERE r.id = b.run_id AND r.test_double = 1)"
+
+
+def count_test_data(conn: sqlite3.Connection, datatype: str, flt: ExportFilter) -> int:
+    """The samples that pass ``flt`` but were made on a test double: left out of the export
+    unless ``flt.include_test_data``; counted in it when it is."""
+    where, params = _where(ExportFilter(flt.min_quality, flt.include_unjudged, True))
+    row = _run(
+        conn,
+        "SELECT COUNT(*) FROM samples s JOIN batches b ON b.id = s.batch_id"
+        f" WHERE {where} AND {_TEST_DOUBLE}",
+        {**params, "datatype": datatype},
+    ).fetchone()
+    return int(row[0])
 
 
 def _run(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> sqlite3.Cursor:

@@ -94,6 +94,15 @@ def read_report_rows(
         _type_rows(conn, name, day, counts, totals, batches, quality, window, scores.get(name, []))
         for name in names
     ]
+    test_data = 0
+    if query(conn, "SELECT 1 FROM pragma_table_info('runs') WHERE name = 'test_double'", ()):
+        test_data = query(
+            conn,
+            "SELECT COUNT(*) AS n FROM samples s JOIN batches b ON b.id = s.batch_id"
+            " JOIN runs r ON r.id = b.run_id WHERE s.day = ? AND s.status = 'accepted'"
+            " AND r.test_double = 1",
+            (day,),
+        )[0]["n"]
     return ReportRows(
         day=day,
         first_day=first_day,
@@ -105,6 +114,7 @@ def read_report_rows(
         flag_below=flag_below,
         targets=targets,
         types=types,
+        test_data=int(test_data),
     )
 
 

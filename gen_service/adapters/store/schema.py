@@ -341,6 +341,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX lsh_bands_by_sample ON lsh_bands (sample_id);
     """,
+    # 6: which backend a run used, and whether it was a test double (the fake Ollama): its
+    # samples are test data, left out of exports unless asked for.
+    """
+    ALTER TABLE runs ADD COLUMN backend TEXT;
+    ALTER TABLE runs ADD COLUMN test_double INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

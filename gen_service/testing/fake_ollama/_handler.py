@@ -199,7 +199,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, b"Ollama is running", "text/plain; charset=utf-8")
 
     def _version(self, raw: bytes) -> None:
-        self._send_json(200, {"version": OLLAMA_VERSION})
+        # Real Ollama answers {"version"} alone; the extra key lets the service mark what it
+        # generates here as test data (SPEC: a fake's sample is never presented as real data).
+        self._send_json(200, {"version": OLLAMA_VERSION, "test_double": "gen-service fake-ollama"})
 
     def _tags(self, raw: bytes) -> None:
         modified = iso(time.time() - 86400)
