@@ -25,7 +25,7 @@ from gen_service.adapters.backend import ChatRequest, Completion, Message, Runne
 from gen_service.adapters.retrying import RetriesExhausted, RetryPolicy, with_retries
 from gen_service.config import DatatypeConfig, ModelConfig
 from gen_service.domain import budget
-from gen_service.domain.checking import check, request_schema, rules_for
+from gen_service.domain.checking import check, item_template, rules_for
 from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
@@ -42,7 +42,6 @@ from gen_service.domain.parsing import (
 )
 from gen_service.domain.prompts import Prompt
 from gen_service.domain.records import BatchRecord, SampleRow
-from gen_service.domain.schema import item_schema
 from gen_service.errors import BackendError, InvalidCompletion, TruncatedOutput
 from gen_service.service.board import local_day
 from gen_service.service.regeneration import Regeneration
@@ -121,12 +120,10 @@ def plan_batch(
     )
 
 
-def render(
-    gen: Generation, plan: BatchPlan, indexes: Sequence[int]
-) -> tuple[Prompt, dict[str, Any]]:
-    """The prompt and the schema asking for the briefs at ``indexes``."""
+def render(gen: Generation, plan: BatchPlan, indexes: Sequence[int]) -> Prompt:
+    """The prompt asking for the briefs at ``indexes``."""
     briefs = [plan.contexts[i] for i in indexes]
-    prompt = gen.library.render(
+    return gen.library.render(
         plan.spec,
         batch_size=len(briefs),
         contexts=briefs,
@@ -135,16 +132,19 @@ def render(
         rotation=plan.rotation,
         refinement=plan.refinement,
     )
-    item = item_schema(plan.spec.model, plan.dtc.max_string_chars)
-    schema = request_schema(
-        item,
-        briefs,
-        plan.rules,
-        positional=True,
+
+
+def schema_for(plan: BatchPlan, indexes: Sequence[int]) -> dict[str, Any]:
+    """The schema of a request for the briefs at ``indexes`` (built once the request's size
+    is known)."""
+    template = item_template(
+        plan.spec,
+        max_string_chars=plan.dtc.max_string_chars,
+        min_words=plan.dtc.min_words,
         grammar_cap=plan.dtc.max_string_chars if plan.model.grammar_safe else None,
         letters=plan.model.text_charset == "letters",
     )
-    return prompt, schema
+    return template.request_schema([plan.contexts[i] for i in indexes])
 
 
 def estimate_for(gen: Generation, plan_or_key: BatchPlan | tuple[str, str]) -> budget.Estimate:
@@ -205,7 +205,7 @@ async def send(gen: Generation, plan: BatchPlan, exchange: Exchange) -> None:
     estimate = estimate_for(gen, plan)
     while missing:
         asked = missing
-        prompt, schema = render(gen, plan, asked)
+        prompt = render(gen, plan, asked)
         prompt_chars = len(prompt.system) + len(prompt.user)
         sizing = budget.fit(
             estimate,
@@ -216,8 +216,9 @@ async def send(gen: Generation, plan: BatchPlan, exchange: Exchange) -> None:
         )
         if sizing.items < len(asked):  # the answer would not fit: ask for fewer briefs
             asked = missing[: sizing.items]
-            prompt, schema = render(gen, plan, asked)
+            prompt = render(gen, plan, asked)
             prompt_chars = len(prompt.system) + len(prompt.user)
+        schema = schema_for(plan, asked)
         if plan.first_prompt is None:
             plan.first_prompt = prompt
         answer = await _request(gen, plan, prompt, schema, sizing, exchange)
