@@ -113,12 +113,22 @@ def banding(threshold: float) -> Banding:
     return Banding(int(lsh.b), int(lsh.r))
 
 
+_BAND_PREFIXES = tuple(band.to_bytes(2, "big") for band in range(NUM_PERM))
+
+
 def band_keys(values: np.ndarray[Any, Any], layout: Banding) -> list[int]:
     """One signed 64-bit key per band (the band's index mixed in, so equal values in two
     bands do not collide): the keys two candidate samples share."""
-    keys: list[int] = []
-    for band in range(layout.bands):
-        chunk = values[band * layout.rows : (band + 1) * layout.rows].tobytes()
-        digest = hashlib.blake2b(band.to_bytes(2, "big") + chunk, digest_size=8).digest()
-        keys.append(int.from_bytes(digest, "big", signed=True))
-    return keys
+    raw = values.tobytes()  # one copy; a band's bytes are its slice of it
+    width = layout.rows * values.itemsize
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return [
+        from_bytes(
+            blake2b(
+                _BAND_PREFIXES[band] + raw[band * width : (band + 1) * width], digest_size=8
+            ).digest(),
+            "big",
+            signed=True,
+        )
+        for band in range(layout.bands)
+    ]
