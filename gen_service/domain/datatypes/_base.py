@@ -288,6 +288,14 @@ _PLACEHOLDER_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\{\{[^}]*\}\}"), "a {{...}} template slot"),
     (re.compile(r"\b(?:TODO|TBD|FIXME)\b"), "a TODO/TBD marker"),
 )
+# Any of them, in one pass: most strings hold none, and only those that hold one are searched
+# pattern by pattern (the first in order names the finding).
+_ANY_PLACEHOLDER = re.compile(
+    "|".join(
+        f"(?i:{p.pattern})" if p.flags & re.IGNORECASE else f"(?:{p.pattern})"
+        for p, _ in _PLACEHOLDER_PATTERNS
+    )
+)
 _HAS_WORD = re.compile(r"\w")
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
@@ -317,6 +325,8 @@ def placeholder_problems(sample: BaseModel) -> list[str]:
         if stripped.lower().rstrip(".!?:;,").strip() in _PLACEHOLDER_STRINGS:
             problems.append(f"placeholder: {path} is a placeholder ({stripped[:20]!r})")
             continue
+        if _ANY_PLACEHOLDER.search(stripped) is None:
+            continue
         for pattern, what in _PLACEHOLDER_PATTERNS:
             if pattern.search(stripped):
                 problems.append(f"placeholder: {path} holds {what}")
@@ -339,7 +349,13 @@ def jaccard(a: str, b: str) -> float:
 
 def same_text(a: str, b: str) -> bool:
     """Whether two texts are the same once case, spacing and punctuation are ignored."""
-    return _WORD.findall(a.casefold()) == _WORD.findall(b.casefold())
+    return text_key(a) == text_key(b)
+
+
+def text_key(text: str) -> tuple[str, ...]:
+    """What :func:`same_text` compares: equal keys, the same text. Compute it once per text
+    when comparing many pairs."""
+    return tuple(_WORD.findall(text.casefold()))
 
 
 def join_prose(*parts: str) -> str:
