@@ -29,7 +29,7 @@ from gen_service.domain.checking import check, item_template, rules_for
 from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
-from gen_service.domain.dedup import content_hash, signature_bytes
+from gen_service.domain.dedup import content_hash, signatures_bytes
 from gen_service.domain.facets import steer
 from gen_service.domain.parsing import (
     InvalidItem,
@@ -431,11 +431,16 @@ def rows_of(
     carrying the brief it was written from."""
     rows: list[SampleRow] = []
     briefs = [json.dumps(c.to_json(), ensure_ascii=False) for c in contexts]
+    checked = []
     for item in sorted(parsed.valid, key=lambda v: v.index):
         payload = item.sample.model_dump(mode="json")
         brief = contexts[item.index] if item.index < len(contexts) else None
         problems = check(spec, item.sample, brief, rules=rules, payload=payload)
-        prose = spec.text_for_dedup(item.sample)
+        checked.append((item, payload, brief, problems, spec.text_for_dedup(item.sample)))
+    # The near-duplicate check's input, computed here beside the other checks (the writer's
+    # transaction only looks it up), for the whole batch at once.
+    signatures = iter(signatures_bytes([prose for *_, problems, prose in checked if not problems]))
+    for item, payload, brief, problems, prose in checked:
         rows.append(
             SampleRow(
                 datatype=spec.name,
@@ -448,9 +453,7 @@ def rows_of(
                 quota_key=brief.quota_key if brief is not None else None,
                 item_index=item.index,
                 brief_json=briefs[item.index] if item.index < len(briefs) else None,
-                # The near-duplicate check's input, computed here beside the other checks
-                # (the writer's transaction only looks it up).
-                signature=None if problems else signature_bytes(prose),
+                signature=None if problems else next(signatures),
             )
         )
     for bad in sorted(parsed.invalid, key=lambda v: v.index):
