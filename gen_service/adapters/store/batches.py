@@ -110,15 +110,27 @@ def commit_batch(
 ) -> CommitResult:
     """Insert ``batch`` and its samples in one transaction, deciding exact and near
     duplicates and clusters; rolled back whole on any error (the caller translates it)."""
+    (result,) = commit_batches(conn, run_id, [batch], near)
+    return result
+
+
+def commit_batches(
+    conn: sqlite3.Connection,
+    run_id: int | None,
+    records: Sequence[BatchRecord],
+    near: NearDuplicates | None,
+) -> list[CommitResult]:
+    """Insert ``records`` in order, each as :func:`commit_batch` does (a later one sees the
+    earlier ones' samples), in one transaction: all of them or, on any error, none."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        result = _commit(conn, run_id, batch, near)
+        results = [_commit(conn, run_id, batch, near) for batch in records]
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return result
+    return results
 
 
 def _commit(
