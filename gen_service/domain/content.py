@@ -72,7 +72,8 @@ _INDEX = re.compile(r"\[\d+\]")  # a list index in a field path
 _SYLLABLE_LOOP = re.compile(r"([^\W\d_]{2,5})\1{2,}", re.IGNORECASE)
 # Inside one long run of letters, a 3-5 letter chunk said twice in a row ("hdlehdle"): no
 # English word of 12 letters or more does that, a decoding loop does.
-_LONG_RUN = re.compile(r"[^\W\d_]{12,}")
+_LONG_RUN_LETTERS = 12
+_LETTER_RUN = re.compile(r"[^\W\d_]{6,}")  # where a syllable loop or a long run can be
 _CHUNK_TWICE = re.compile(r"([^\W\d_]{3,5})\1", re.IGNORECASE)
 _LONGEST_WORD = 24  # letters; longer tokens are run-ons or noise, not English words
 _PROSE_SHARE = 0.7  # at least this share of tokens must be words
@@ -159,10 +160,18 @@ def text_problems(path: str, text: str, rule: TextRule) -> list[str]:
 
 def _loop(text: str) -> str:
     """Why ``text`` repeats itself, or "" when it does not."""
-    match = _SYLLABLE_LOOP.search(text)
-    if match is not None:
-        return f"loops on {match.group(1)!r}"
-    for run in _LONG_RUN.findall(text):
+    # A syllable loop is letters only (a backreference matches a letter's case variants,
+    # which are letters), at least 6 of them: it lies inside one run of 6+ letters, and
+    # searching the runs in order finds what searching the text finds. Runs of 12+ are the
+    # long runs.
+    runs = _LETTER_RUN.findall(text)
+    for run in runs:
+        match = _SYLLABLE_LOOP.search(run)
+        if match is not None:
+            return f"loops on {match.group(1)!r}"
+    for run in runs:
+        if len(run) < _LONG_RUN_LETTERS:
+            continue
         chunk = _CHUNK_TWICE.search(run)
         if chunk is not None:
             return f"loops on {chunk.group(1)!r}"
