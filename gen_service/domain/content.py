@@ -176,7 +176,9 @@ def _loop(text: str) -> str:
         if chunk is not None:
             return f"loops on {chunk.group(1)!r}"
     seq = words_of(text)
-    if len(seq) >= 9:
+    # A trigram that repeats an earlier one starts with a word that repeats an earlier one,
+    # so there are no more repeated trigrams than repeated words: few of those, no loop.
+    if len(seq) >= 9 and (len(seq) - len(set(seq))) / (len(seq) - 2) > _TRIGRAM_REPEAT:
         trigrams = list(zip(seq, seq[1:], seq[2:], strict=False))
         repeated = len(trigrams) - len(set(trigrams))
         if repeated / len(trigrams) > _TRIGRAM_REPEAT:

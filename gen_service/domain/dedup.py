@@ -32,6 +32,8 @@ SEED = 1  # fixed: signatures stored in the database stay comparable across rest
 SHINGLE = 3  # words per shingle
 
 _SPACE = re.compile(r"\s+")
+# json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False), one encoder for all.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
@@ -51,7 +53,7 @@ def canonical(value: Any) -> Any:
 def content_hash(value: Any) -> str:
     """Hex SHA-256 of the canonical JSON of ``value`` (a sample's dedup text, or any JSON
     value); equal for exact duplicates."""
-    text = json.dumps(canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL_JSON(canonical(value))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -53,6 +53,9 @@ log = structlog.get_logger("gen_service.batch")
 
 ROTATE_EVERY = 24  # requests of a type between changes of its few-shot examples
 
+# json.dumps(value, ensure_ascii=False), without building an encoder for every call.
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
+
 
 @dataclass(slots=True)
 class BatchPlan:
@@ -383,7 +386,7 @@ def _record(gen: Generation, plan: BatchPlan, **fields: Any) -> BatchRecord:
     return BatchRecord(
         template_hash=prompt.template_hash if prompt else gen.library.template_hash(plan.datatype),
         example_ids=prompt.example_ids if prompt else (),
-        briefs_json=json.dumps([c.to_json() for c in plan.contexts], ensure_ascii=False),
+        briefs_json=_to_json([c.to_json() for c in plan.contexts]),
         replaces=plan.replaces,
         regeneration=plan.regeneration,
         refinement=plan.refinement,
@@ -430,7 +433,7 @@ def rows_of(
     """Check every item against its brief; every item becomes a row, accepted or rejected,
     carrying the brief it was written from."""
     rows: list[SampleRow] = []
-    briefs = [json.dumps(c.to_json(), ensure_ascii=False) for c in contexts]
+    briefs = [_to_json(c.to_json()) for c in contexts]
     checked = []
     for item in sorted(parsed.valid, key=lambda v: v.index):
         payload = item.sample.model_dump(mode="json")
@@ -445,7 +448,7 @@ def rows_of(
             SampleRow(
                 datatype=spec.name,
                 status="rejected" if problems else "accepted",
-                payload_json=json.dumps(payload, ensure_ascii=False),
+                payload_json=_to_json(payload),
                 # Exact copies are judged on the prose: the same text under new names and
                 # numbers is still the same training example.
                 content_hash=content_hash(prose),
