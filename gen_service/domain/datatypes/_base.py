@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, TypeVar
@@ -300,21 +300,25 @@ _HAS_WORD = re.compile(r"\w")
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
 
-def _strings_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
+def _collect_strings(value: Any, path: str, out: list[tuple[str, str]]) -> None:
+    """Every string in a dumped sample with its path (``dialogue[2]``, ``evidence.openness``),
+    in order, appended to ``out`` (a plain recursion: nested generators cost more)."""
     if isinstance(value, str):
-        yield path, value
+        out.append((path, value))
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _strings_in(item, f"{path}.{key}" if path else str(key))
+            _collect_strings(item, f"{path}.{key}" if path else str(key), out)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from _strings_in(item, f"{path}[{index}]")
+            _collect_strings(item, f"{path}[{index}]", out)
 
 
 def placeholder_problems(sample: BaseModel) -> list[str]:
     """Every string in ``sample`` that is empty, whitespace, punctuation only or a placeholder."""
     problems: list[str] = []
-    for path, text in _strings_in(sample.model_dump(mode="json"), ""):
+    strings: list[tuple[str, str]] = []
+    _collect_strings(sample.model_dump(mode="json"), "", strings)
+    for path, text in strings:
         stripped = text.strip()
         if not stripped:
             problems.append(f"empty_string: {path} is empty")
