@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from gen_service.domain.content import TextRule, content_problems, text_rules
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext, Pin
-from gen_service.domain.schema import grammar_safe
+from gen_service.domain.schema import grammar_safe, item_schema
 
 _FLOAT_SLACK = 0.005  # numbers are compared at two decimals
 
@@ -117,18 +117,24 @@ def pin_item_schema(item: Mapping[str, Any], pins: Mapping[str, Pin]) -> dict[st
             if not isinstance(properties, dict) or key not in properties:
                 raise KeyError(f"the schema has no field {path!r}")
             node = properties[key]
-        if pin.const is not None:
-            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"):
-                node.pop(key, None)
-            for key in ("minLength", "maxLength", "pattern"):
-                node.pop(key, None)
-            node["const"] = pin.const
-        else:
-            if pin.low is not None:
-                node["minimum"] = max(float(node.get("minimum", pin.low)), pin.low)
-            if pin.high is not None:
-                node["maximum"] = min(float(node.get("maximum", pin.high)), pin.high)
+        _pin_node(node, pin)
     return schema
+
+
+def _pin_node(node: dict[str, Any], pin: Pin) -> dict[str, Any]:
+    """Make one schema node say what ``pin`` fixes (in place; returned for convenience)."""
+    if pin.const is not None:
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"):
+            node.pop(key, None)
+        for key in ("minLength", "maxLength", "pattern"):
+            node.pop(key, None)
+        node["const"] = pin.const
+    else:
+        if pin.low is not None:
+            node["minimum"] = max(float(node.get("minimum", pin.low)), pin.low)
+        if pin.high is not None:
+            node["maximum"] = min(float(node.get("maximum", pin.high)), pin.high)
+    return node
 
 
 # Characters per required word in a free-text field's ``minLength``: a hint under constrained
@@ -187,22 +193,133 @@ def request_schema(
     pins, else one item schema for all (the pins are then the check's alone). With
     ``grammar_cap`` each item is made :func:`~gen_service.domain.schema.grammar_safe` with
     that string cap (and its letters-only text with ``letters``)."""
+    template = ItemTemplate(item, rules, grammar_cap=grammar_cap, letters=letters)
+    return template.request_schema(briefs, positional=positional)
 
-    def item_for(brief: ItemContext | None) -> dict[str, Any]:
-        schema = item_schema_for(item, rules, brief)
-        if grammar_cap is None:
-            return schema
-        return dict(grammar_safe(schema, grammar_cap, letters=letters))
 
-    array: dict[str, Any] = {"type": "array", "minItems": len(briefs), "maxItems": len(briefs)}
-    if positional:
-        array["prefixItems"] = [item_for(b) for b in briefs]
-        array["items"] = False
-    else:
-        array["items"] = item_for(None)
-    return {
-        "type": "object",
-        "properties": {"samples": array},
-        "required": ["samples"],
-        "additionalProperties": False,
-    }
+class ItemTemplate:
+    """One data type's request item, made once and pinned per brief.
+
+    ``for_brief(b)`` equals ``grammar_safe(item_schema_for(item, rules, b))`` (without
+    ``grammar_cap``, ``item_schema_for(item, rules, b)``) without rewriting the whole item for
+    every brief: a pin rewrites its own node only, after the word rules (a ``const`` drops the
+    minimum length they set; a range pins a number, which they never touch), and
+    :func:`grammar_safe` rewrites each node from its own keys and its rewritten children. So
+    the unpinned item is finished once, and a brief's item is a copy of it along its pins'
+    paths with each pinned field finished on its own (and remembered: briefs repeat pins).
+    What it returns is shared and read-only: backends serialize a schema, never change it."""
+
+    _MAX_PINNED = 20_000  # remembered pinned fields; a name pin is new with every brief
+
+    def __init__(
+        self,
+        item: Mapping[str, Any],
+        rules: Mapping[str, TextRule],
+        *,
+        grammar_cap: int | None = None,
+        letters: bool = False,
+    ) -> None:
+        self._grammar_cap = grammar_cap
+        self._letters = letters
+        self._base = item_schema_for(item, rules, None)
+        self._finished = self._finish(self._base)
+        self._pinned: dict[tuple[str, Pin], dict[str, Any]] = {}
+
+    def _finish(self, node: dict[str, Any]) -> dict[str, Any]:
+        if self._grammar_cap is None:
+            return node
+        return dict(grammar_safe(node, self._grammar_cap, letters=self._letters))
+
+    def for_brief(self, brief: ItemContext | None) -> dict[str, Any]:
+        """The item schema asking for what ``brief`` pins (None: the unpinned item)."""
+        if brief is None or not brief.pins:
+            return self._finished
+        out = dict(self._finished)
+        for path, pin in brief.pins.items():
+            target = out
+            keys = path.split(".")
+            for key in keys[:-1]:
+                properties = dict(target.get("properties") or {})
+                target["properties"] = properties
+                if not isinstance(properties.get(key), dict):
+                    raise KeyError(f"the schema has no field {path!r}")
+                properties[key] = dict(properties[key])
+                target = properties[key]
+            properties = dict(target.get("properties") or {})
+            target["properties"] = properties
+            properties[keys[-1]] = self._pinned_node(path, pin)
+        return out
+
+    def _pinned_node(self, path: str, pin: Pin) -> dict[str, Any]:
+        try:
+            node = self._pinned.get((path, pin))
+        except TypeError:  # an unhashable const: not remembered
+            return self._finish(_pin_node(copy.deepcopy(_node_at(self._base, path)), pin))
+        if node is None:
+            node = self._finish(_pin_node(copy.deepcopy(_node_at(self._base, path)), pin))
+            if len(self._pinned) >= self._MAX_PINNED:
+                self._pinned.clear()
+            self._pinned[(path, pin)] = node
+        return node
+
+    def request_schema(
+        self, briefs: list[ItemContext], *, positional: bool = True
+    ) -> dict[str, Any]:
+        """The batch schema for ``briefs`` (see :func:`request_schema`)."""
+        array: dict[str, Any] = {
+            "type": "array",
+            "minItems": len(briefs),
+            "maxItems": len(briefs),
+        }
+        if positional:
+            array["prefixItems"] = [self.for_brief(b) for b in briefs]
+            array["items"] = False
+        else:
+            array["items"] = self.for_brief(None)
+        return {
+            "type": "object",
+            "properties": {"samples": array},
+            "required": ["samples"],
+            "additionalProperties": False,
+        }
+
+
+def _node_at(schema: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """The schema node of the field ``path`` (``a.b``: property b of property a)."""
+    node: Any = schema
+    for key in path.split("."):
+        properties = node.get("properties")
+        if not isinstance(properties, dict) or key not in properties:
+            raise KeyError(f"the schema has no field {path!r}")
+        node = properties[key]
+    return dict(node)
+
+
+# Item templates per (spec, string cap, word-count overrides, grammar cap, letters): every
+# request of a type asks for the same one. The spec is kept in the value so its id stays unique.
+_TEMPLATES: dict[
+    tuple[int, int | None, tuple[tuple[str, int], ...], int | None, bool],
+    tuple[DataTypeSpec, ItemTemplate],
+] = {}
+
+
+def item_template(
+    spec: DataTypeSpec,
+    *,
+    max_string_chars: int | None,
+    min_words: Mapping[str, int] | None = None,
+    grammar_cap: int | None = None,
+    letters: bool = False,
+) -> ItemTemplate:
+    """The (cached) :class:`ItemTemplate` of ``spec``'s requests: its item schema with strings
+    capped at ``max_string_chars`` and the rules of :func:`rules_for`."""
+    overrides = tuple(sorted((min_words or {}).items()))
+    key = (id(spec), max_string_chars, overrides, grammar_cap, letters)
+    cached = _TEMPLATES.get(key)
+    if cached is None:
+        item = item_schema(spec.model, max_string_chars)
+        template = ItemTemplate(
+            item, rules_for(spec, min_words), grammar_cap=grammar_cap, letters=letters
+        )
+        cached = _TEMPLATES[key] = (spec, template)
+    return cached[1]

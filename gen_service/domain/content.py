@@ -47,6 +47,8 @@ STOCK_PHRASES: tuple[str, ...] = (
     "delve into",
 )
 
+_ANY_STOCK_PHRASE = re.compile("|".join(re.escape(p) for p in STOCK_PHRASES))
+
 TextKind = Literal["prose", "name", "line"]
 
 
@@ -61,13 +63,17 @@ class TextRule:
 NAME = TextRule("name", 1)
 
 # A word: letters (any script), inner apostrophes or hyphens, surrounding punctuation allowed.
-_WORD_TOKEN = re.compile(r"^[\"'“‘(\[]*[^\W\d_]+(?:['’\-][^\W\d_]+)*[.,;:!?…\"'”’)\]-]*$")
+_WORD_TOKEN_BODY = r"[\"'“‘(\[]*[^\W\d_]+(?:['’\-][^\W\d_]+)*[.,;:!?…\"'”’)\]-]*"
+_WORD_TOKEN = re.compile(f"^{_WORD_TOKEN_BODY}$")
+_WORD_TOKENS = re.compile(f"(?<!\\S){_WORD_TOKEN_BODY}(?!\\S)")
 _NAME_TOKEN = re.compile(r"^[^\W\d_]+(?:['’\-.][^\W\d_]*)*\.?$")
 _WORDS = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+_INDEX = re.compile(r"\[\d+\]")  # a list index in a field path
 _SYLLABLE_LOOP = re.compile(r"([^\W\d_]{2,5})\1{2,}", re.IGNORECASE)
 # Inside one long run of letters, a 3-5 letter chunk said twice in a row ("hdlehdle"): no
 # English word of 12 letters or more does that, a decoding loop does.
-_LONG_RUN = re.compile(r"[^\W\d_]{12,}")
+_LONG_RUN_LETTERS = 12
+_LETTER_RUN = re.compile(r"[^\W\d_]{6,}")  # where a syllable loop or a long run can be
 _CHUNK_TWICE = re.compile(r"([^\W\d_]{3,5})\1", re.IGNORECASE)
 _LONGEST_WORD = 24  # letters; longer tokens are run-ons or noise, not English words
 _PROSE_SHARE = 0.7  # at least this share of tokens must be words
@@ -94,7 +100,12 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 def words_of(text: str) -> list[str]:
     """The words of ``text``, lowercased, curly apostrophes straightened."""
-    return [w.casefold().replace("’", "'") for w in _WORDS.findall(text)]
+    found = _WORDS.findall(text)
+    if not found:
+        return []
+    # Case folding maps each character on its own, so folding the words joined by a NUL (which
+    # no word holds and which folds to itself) and splitting again folds each word.
+    return "\0".join(found).casefold().replace("’", "'").split("\0")
 
 
 def salient_words(text: str, *, ignore: frozenset[str] = frozenset()) -> set[str]:
@@ -120,7 +131,9 @@ def text_problems(path: str, text: str, rule: TextRule) -> list[str]:
         if not 1 <= len(tokens) <= 5 or not all(_NAME_TOKEN.match(t) for t in tokens):
             return [f"not_a_name: {path} is not a name ({stripped[:40]!r})"]
         return []
-    word_tokens = [t for t in tokens if _WORD_TOKEN.match(t)]
+    # The tokens that are words, found in one pass: a whitespace-delimited stretch that the
+    # word pattern matches whole (it matches no whitespace), as _WORD_TOKEN does per token.
+    word_tokens = _WORD_TOKENS.findall(stripped)
     problems: list[str] = []
     if (
         not word_tokens
@@ -137,25 +150,36 @@ def text_problems(path: str, text: str, rule: TextRule) -> list[str]:
     if loop:
         problems.append(f"repetition_loop: {path} {loop}")
     lowered = stripped.casefold().replace("’", "'")
-    for phrase in STOCK_PHRASES:
-        if phrase in lowered:
-            problems.append(f"stock_phrase: {path} uses the stock phrase {phrase!r}")
-            break
+    if _ANY_STOCK_PHRASE.search(lowered):  # one pass; then the first phrase in list order
+        for phrase in STOCK_PHRASES:
+            if phrase in lowered:
+                problems.append(f"stock_phrase: {path} uses the stock phrase {phrase!r}")
+                break
     return problems
 
 
 def _loop(text: str) -> str:
     """Why ``text`` repeats itself, or "" when it does not."""
-    match = _SYLLABLE_LOOP.search(text)
-    if match is not None:
-        return f"loops on {match.group(1)!r}"
-    for run in _LONG_RUN.findall(text):
+    # A syllable loop is letters only (a backreference matches a letter's case variants,
+    # which are letters), at least 6 of them: it lies inside one run of 6+ letters, and
+    # searching the runs in order finds what searching the text finds. Runs of 12+ are the
+    # long runs.
+    runs = _LETTER_RUN.findall(text)
+    for run in runs:
+        match = _SYLLABLE_LOOP.search(run)
+        if match is not None:
+            return f"loops on {match.group(1)!r}"
+    for run in runs:
+        if len(run) < _LONG_RUN_LETTERS:
+            continue
         chunk = _CHUNK_TWICE.search(run)
         if chunk is not None:
             return f"loops on {chunk.group(1)!r}"
     seq = words_of(text)
-    if len(seq) >= 9:
-        trigrams = [tuple(seq[i : i + 3]) for i in range(len(seq) - 2)]
+    # A trigram that repeats an earlier one starts with a word that repeats an earlier one,
+    # so there are no more repeated trigrams than repeated words: few of those, no loop.
+    if len(seq) >= 9 and (len(seq) - len(set(seq))) / (len(seq) - 2) > _TRIGRAM_REPEAT:
+        trigrams = list(zip(seq, seq[1:], seq[2:], strict=False))
         repeated = len(trigrams) - len(set(trigrams))
         if repeated / len(trigrams) > _TRIGRAM_REPEAT:
             return f"repeats {repeated} of its {len(trigrams)} word trigrams"
@@ -170,7 +194,7 @@ def string_fields(value: Any, path: str = "") -> Iterator[tuple[str, str, str]]:
     """(path, rule key, text) for every string in a dumped sample; the rule key drops list
     indexes (``dialogue[2]`` has the key ``dialogue[]``)."""
     if isinstance(value, str):
-        yield path, re.sub(r"\[\d+\]", "[]", path), value
+        yield path, _INDEX.sub("[]", path), value
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from string_fields(item, f"{path}.{key}" if path else str(key))
@@ -184,11 +208,33 @@ def content_problems(payload: Mapping[str, Any], rules: Mapping[str, TextRule]) 
     field's rule key (see :func:`string_fields`) to its rule; other strings (enum values,
     derived labels) are not checked."""
     problems: list[str] = []
-    for path, key, text in string_fields(payload):
+    _content_walk(payload, "", "", rules, problems)
+    return problems
+
+
+def _content_walk(
+    value: Any, path: str, key: str, rules: Mapping[str, TextRule], problems: list[str]
+) -> None:
+    """:func:`string_fields` and the rule lookup in one walk: the rule key is built alongside
+    the path (an index adds ``[]``) instead of rewriting each path."""
+    if isinstance(value, str):
         rule = rules.get(key)
         if rule is not None:
-            problems.extend(text_problems(path, text, rule))
-    return problems
+            problems.extend(text_problems(path, value, rule))
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            name = str(name)
+            named = _INDEX.sub("[]", name) if "[" in name else name
+            _content_walk(
+                item,
+                f"{path}.{name}" if path else name,
+                f"{key}.{named}" if path else named,
+                rules,
+                problems,
+            )
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _content_walk(item, f"{path}[{index}]", f"{key}[]", rules, problems)
 
 
 def free_text_keys(schema: Mapping[str, Any]) -> list[str]:

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ SEED = 1  # fixed: signatures stored in the database stay comparable across rest
 SHINGLE = 3  # words per shingle
 
 _SPACE = re.compile(r"\s+")
+# json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False), one encoder for all.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
@@ -50,7 +53,7 @@ def canonical(value: Any) -> Any:
 def content_hash(value: Any) -> str:
     """Hex SHA-256 of the canonical JSON of ``value`` (a sample's dedup text, or any JSON
     value); equal for exact duplicates."""
-    text = json.dumps(canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL_JSON(canonical(value))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -65,23 +68,59 @@ def _template() -> MinHash:
 
 def shingles(text: str) -> list[bytes]:
     """The word 3-shingles of ``text`` (lowercased; a text of fewer words is one shingle)."""
-    words = [w.casefold() for w in _WORD.findall(text)]
+    found = _WORD.findall(text)
+    if not found:
+        return [b""]
+    # Case folding maps each character on its own: fold the words joined by a NUL (in no
+    # word, folded to itself) and split again. A word holds no space, so a shingle is three
+    # words joined by one.
+    words = "\0".join(found).casefold().split("\0")
     if len(words) <= SHINGLE:
-        return [" ".join(words).encode()] if words else [b""]
-    return [" ".join(words[i : i + SHINGLE]).encode() for i in range(len(words) - SHINGLE + 1)]
+        return [" ".join(words).encode()]
+    return [f"{a} {b} {c}".encode() for a, b, c in zip(words, words[1:], words[2:], strict=False)]
+
+
+# The MurmurHash3 finalizer on 32-bit values, as datasketch's "affine32" scheme pre-mixes.
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))
+
+
+def signatures(texts: Sequence[str]) -> list[np.ndarray[Any, np.dtype[np.uint32]]]:
+    """The MinHash signature of each text's shingle set, all in one pass: what datasketch's
+    ``MinHash(num_perm=NUM_PERM, seed=SEED).update_batch(shingles(text))`` gives ("affine32":
+    SHA-1's first 4 bytes little-endian, the MurmurHash3 finalizer, then ``a * h + b`` modulo
+    2**32 per permutation, the minimum over the shingles), without a MinHash object per text
+    (tests/domain/test_schema_and_dedup.py holds the two equal)."""
+    if not texts:
+        return []
+    a, b = _template().permutations
+    sha1 = hashlib.sha1
+    groups = [shingles(text) for text in texts]
+    digests = b"".join([sha1(item).digest()[:4] for group in groups for item in group])
+    hv = np.frombuffer(digests, dtype="<u4").astype(np.uint32)
+    shift1, mult1, shift2, mult2 = _FMIX32
+    hv = hv ^ (hv >> shift1)
+    hv = hv * mult1
+    hv = hv ^ (hv >> shift2)
+    hv = hv * mult2
+    hv = hv ^ (hv >> shift1)
+    permuted = hv[:, np.newaxis] * a.astype(np.uint32) + b.astype(np.uint32)  # wraps: mod 2**32
+    starts = np.cumsum([0] + [len(group) for group in groups[:-1]])
+    lowest = np.minimum.reduceat(permuted, starts, axis=0)  # every group holds one shingle
+    return [np.ascontiguousarray(row, dtype=np.uint32) for row in lowest]
 
 
 def signature(text: str) -> np.ndarray[Any, np.dtype[np.uint32]]:
     """The MinHash signature of ``text``'s shingle set: NUM_PERM 32-bit values."""
-    template = _template()
-    m = MinHash(num_perm=NUM_PERM, permutations=template.permutations, scheme=template.scheme)
-    m.update_batch(shingles(text))
-    values: np.ndarray[Any, np.dtype[np.uint32]] = np.asarray(m.hashvalues, dtype=np.uint32)
-    return values
+    return signatures([text])[0]
 
 
 def signature_bytes(text: str) -> bytes:
     return signature(text).tobytes()
+
+
+def signatures_bytes(texts: Sequence[str]) -> list[bytes]:
+    """:func:`signatures`, as the bytes the store keeps."""
+    return [values.tobytes() for values in signatures(texts)]
 
 
 def from_bytes(blob: bytes) -> np.ndarray[Any, np.dtype[np.uint32]]:
@@ -113,12 +152,22 @@ def banding(threshold: float) -> Banding:
     return Banding(int(lsh.b), int(lsh.r))
 
 
+_BAND_PREFIXES = tuple(band.to_bytes(2, "big") for band in range(NUM_PERM))
+
+
 def band_keys(values: np.ndarray[Any, Any], layout: Banding) -> list[int]:
     """One signed 64-bit key per band (the band's index mixed in, so equal values in two
     bands do not collide): the keys two candidate samples share."""
-    keys: list[int] = []
-    for band in range(layout.bands):
-        chunk = values[band * layout.rows : (band + 1) * layout.rows].tobytes()
-        digest = hashlib.blake2b(band.to_bytes(2, "big") + chunk, digest_size=8).digest()
-        keys.append(int.from_bytes(digest, "big", signed=True))
-    return keys
+    raw = values.tobytes()  # one copy; a band's bytes are its slice of it
+    width = layout.rows * values.itemsize
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return [
+        from_bytes(
+            blake2b(
+                _BAND_PREFIXES[band] + raw[band * width : (band + 1) * width], digest_size=8
+            ).digest(),
+            "big",
+            signed=True,
+        )
+        for band in range(layout.bands)
+    ]

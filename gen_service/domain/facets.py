@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gen_service.domain.content import STOCK_PHRASES
@@ -51,11 +51,17 @@ class FacetList:
 
     name: str
     groups: Mapping[str, tuple[str, ...]]
+    # Every brief draws from it (names: twice a brief), so it is joined once.
+    _items: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        items = tuple(item for group in self.groups.values() for item in group)
+        object.__setattr__(self, "_items", items)
 
     @property
     def items(self) -> tuple[str, ...]:
         """Every item, in file order."""
-        return tuple(item for group in self.groups.values() for item in group)
+        return self._items
 
 
 class FacetLibrary:

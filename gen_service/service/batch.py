@@ -25,11 +25,11 @@ from gen_service.adapters.backend import ChatRequest, Completion, Message, Runne
 from gen_service.adapters.retrying import RetriesExhausted, RetryPolicy, with_retries
 from gen_service.config import DatatypeConfig, ModelConfig
 from gen_service.domain import budget
-from gen_service.domain.checking import check, request_schema, rules_for
+from gen_service.domain.checking import check, item_template, rules_for
 from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
-from gen_service.domain.dedup import content_hash, signature_bytes
+from gen_service.domain.dedup import content_hash, signatures_bytes
 from gen_service.domain.facets import steer
 from gen_service.domain.parsing import (
     InvalidItem,
@@ -42,7 +42,6 @@ from gen_service.domain.parsing import (
 )
 from gen_service.domain.prompts import Prompt
 from gen_service.domain.records import BatchRecord, SampleRow
-from gen_service.domain.schema import item_schema
 from gen_service.errors import BackendError, InvalidCompletion, TruncatedOutput
 from gen_service.service.board import local_day
 from gen_service.service.regeneration import Regeneration
@@ -53,6 +52,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("gen_service.batch")
 
 ROTATE_EVERY = 24  # requests of a type between changes of its few-shot examples
+
+# json.dumps(value, ensure_ascii=False), without building an encoder for every call.
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 @dataclass(slots=True)
@@ -121,12 +123,10 @@ def plan_batch(
     )
 
 
-def render(
-    gen: Generation, plan: BatchPlan, indexes: Sequence[int]
-) -> tuple[Prompt, dict[str, Any]]:
-    """The prompt and the schema asking for the briefs at ``indexes``."""
+def render(gen: Generation, plan: BatchPlan, indexes: Sequence[int]) -> Prompt:
+    """The prompt asking for the briefs at ``indexes``."""
     briefs = [plan.contexts[i] for i in indexes]
-    prompt = gen.library.render(
+    return gen.library.render(
         plan.spec,
         batch_size=len(briefs),
         contexts=briefs,
@@ -135,16 +135,19 @@ def render(
         rotation=plan.rotation,
         refinement=plan.refinement,
     )
-    item = item_schema(plan.spec.model, plan.dtc.max_string_chars)
-    schema = request_schema(
-        item,
-        briefs,
-        plan.rules,
-        positional=True,
+
+
+def schema_for(plan: BatchPlan, indexes: Sequence[int]) -> dict[str, Any]:
+    """The schema of a request for the briefs at ``indexes`` (built once the request's size
+    is known)."""
+    template = item_template(
+        plan.spec,
+        max_string_chars=plan.dtc.max_string_chars,
+        min_words=plan.dtc.min_words,
         grammar_cap=plan.dtc.max_string_chars if plan.model.grammar_safe else None,
         letters=plan.model.text_charset == "letters",
     )
-    return prompt, schema
+    return template.request_schema([plan.contexts[i] for i in indexes])
 
 
 def estimate_for(gen: Generation, plan_or_key: BatchPlan | tuple[str, str]) -> budget.Estimate:
@@ -205,7 +208,7 @@ async def send(gen: Generation, plan: BatchPlan, exchange: Exchange) -> None:
     estimate = estimate_for(gen, plan)
     while missing:
         asked = missing
-        prompt, schema = render(gen, plan, asked)
+        prompt = render(gen, plan, asked)
         prompt_chars = len(prompt.system) + len(prompt.user)
         sizing = budget.fit(
             estimate,
@@ -216,8 +219,9 @@ async def send(gen: Generation, plan: BatchPlan, exchange: Exchange) -> None:
         )
         if sizing.items < len(asked):  # the answer would not fit: ask for fewer briefs
             asked = missing[: sizing.items]
-            prompt, schema = render(gen, plan, asked)
+            prompt = render(gen, plan, asked)
             prompt_chars = len(prompt.system) + len(prompt.user)
+        schema = schema_for(plan, asked)
         if plan.first_prompt is None:
             plan.first_prompt = prompt
         answer = await _request(gen, plan, prompt, schema, sizing, exchange)
@@ -382,7 +386,7 @@ def _record(gen: Generation, plan: BatchPlan, **fields: Any) -> BatchRecord:
     return BatchRecord(
         template_hash=prompt.template_hash if prompt else gen.library.template_hash(plan.datatype),
         example_ids=prompt.example_ids if prompt else (),
-        briefs_json=json.dumps([c.to_json() for c in plan.contexts], ensure_ascii=False),
+        briefs_json=_to_json([c.to_json() for c in plan.contexts]),
         replaces=plan.replaces,
         regeneration=plan.regeneration,
         refinement=plan.refinement,
@@ -429,17 +433,22 @@ def rows_of(
     """Check every item against its brief; every item becomes a row, accepted or rejected,
     carrying the brief it was written from."""
     rows: list[SampleRow] = []
-    briefs = [json.dumps(c.to_json(), ensure_ascii=False) for c in contexts]
+    briefs = [_to_json(c.to_json()) for c in contexts]
+    checked = []
     for item in sorted(parsed.valid, key=lambda v: v.index):
         payload = item.sample.model_dump(mode="json")
         brief = contexts[item.index] if item.index < len(contexts) else None
         problems = check(spec, item.sample, brief, rules=rules, payload=payload)
-        prose = spec.text_for_dedup(item.sample)
+        checked.append((item, payload, brief, problems, spec.text_for_dedup(item.sample)))
+    # The near-duplicate check's input, computed here beside the other checks (the writer's
+    # transaction only looks it up), for the whole batch at once.
+    signatures = iter(signatures_bytes([prose for *_, problems, prose in checked if not problems]))
+    for item, payload, brief, problems, prose in checked:
         rows.append(
             SampleRow(
                 datatype=spec.name,
                 status="rejected" if problems else "accepted",
-                payload_json=json.dumps(payload, ensure_ascii=False),
+                payload_json=_to_json(payload),
                 # Exact copies are judged on the prose: the same text under new names and
                 # numbers is still the same training example.
                 content_hash=content_hash(prose),
@@ -447,9 +456,7 @@ def rows_of(
                 quota_key=brief.quota_key if brief is not None else None,
                 item_index=item.index,
                 brief_json=briefs[item.index] if item.index < len(briefs) else None,
-                # The near-duplicate check's input, computed here beside the other checks
-                # (the writer's transaction only looks it up).
-                signature=None if problems else signature_bytes(prose),
+                signature=None if problems else next(signatures),
             )
         )
     for bad in sorted(parsed.invalid, key=lambda v: v.index):

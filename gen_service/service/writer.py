@@ -1,10 +1,17 @@
-"""The one writer: every write of the running service is committed by this task, one
-transaction per write, in the order the writes arrive.
+"""The one writer: every write of the running service is committed by this task, in the order
+the writes arrive.
 
 A write is a :class:`PendingWrite`: a batch of samples from a producer, or the judge's verdicts
 on a batch. Each says what it commits and what it changes on the progress board; its
 ``committed`` event is set once it is in the database, so a producer counts its items as in
-flight until then and never overshoots a target."""
+flight until then and never overshoots a target.
+
+Each write is one transaction, except that batches already waiting in the queue when the
+writer takes one are committed together (:class:`BatchGroup`, up to :data:`MOST_GROUPED`):
+each batch is still whole or absent, decided as if committed alone in the same order, and
+acknowledged only once its transaction is in. A writer that keeps up commits one batch at a
+time; one that falls behind pays a transaction's fixed cost (the WAL sync, the index pages
+written) once for several batches instead of for each."""
 
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ log = structlog.get_logger("gen_service.writer")
 RETRY_INITIAL_S = 1.0  # first wait before committing again to a disk that refused
 RETRY_MAX_S = 30.0
 REPORT_EVERY_S = 60.0  # store.unavailable is logged once a minute while it lasts
+MOST_GROUPED = 16  # waiting batches committed in one transaction, at most
 
 
 class CommitObserver(Protocol):
@@ -77,8 +85,11 @@ class PendingBatch:
     committed: anyio.Event = field(default_factory=anyio.Event)
 
     async def commit(self, ctx: WriteContext) -> None:
+        await BatchGroup([self]).commit(ctx)
+
+    async def settle(self, ctx: WriteContext, result: CommitResult) -> None:
+        """What follows its commit: the board, the metrics, the log."""
         batch = self.record
-        result = await ctx.store.commit_batch(ctx.run_id, batch)
         new_day = ctx.board.day != batch.day
         ctx.board.record(batch.datatype, batch.day, result, batch.status == "ok")
         if ctx.observer is not None:
@@ -103,6 +114,19 @@ class PendingBatch:
             replaces=batch.replaces,
             error=batch.error,
         )
+
+
+@dataclass(slots=True)
+class BatchGroup:
+    """Batches that were waiting together, committed in one transaction, in order."""
+
+    batches: list[PendingBatch]
+    committed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def commit(self, ctx: WriteContext) -> None:
+        results = await ctx.store.commit_batches(ctx.run_id, [b.record for b in self.batches])
+        for pending, result in zip(self.batches, results, strict=True):
+            await pending.settle(ctx, result)
 
 
 @dataclass(slots=True)
@@ -164,9 +188,36 @@ async def write_batches(
     task_status.started()
     with anyio.CancelScope(shield=True):
         async with writes:
-            async for pending in writes:
-                await _commit(ctx, pending, writes)
-                pending.committed.set()
+            taken: PendingWrite | None = None  # received, not yet committed
+            while True:
+                if taken is None:
+                    try:
+                        taken = await writes.receive()
+                    except anyio.EndOfStream:
+                        return
+                write, taken = _group(taken, writes)
+                await _commit(ctx, write, writes)
+                for done in write.batches if isinstance(write, BatchGroup) else (write,):
+                    done.committed.set()
+
+
+def _group(
+    first: PendingWrite, queue: MemoryObjectReceiveStream[PendingWrite]
+) -> tuple[PendingWrite, PendingWrite | None]:
+    """The next write: ``first``, with the batches waiting right behind it when it is a batch;
+    and a write taken from the queue that is not a batch (it goes next), if any."""
+    if not isinstance(first, PendingBatch):
+        return first, None
+    group = [first]
+    while len(group) < MOST_GROUPED:
+        try:
+            following = queue.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            break
+        if not isinstance(following, PendingBatch):
+            return BatchGroup(group), following
+        group.append(following)
+    return BatchGroup(group), None
 
 
 async def _commit(
@@ -196,14 +247,14 @@ async def _commit(
                     path=str(ctx.store.path),
                     reason=exc.reason,
                     free_bytes=free_bytes(ctx.store.path),
-                    held_writes=1 + queue.statistics().current_buffer_used,
+                    held_writes=_count(pending) + queue.statistics().current_buffer_used,
                     error=str(exc),
                 )
             draining = ctx.stopping is not None and ctx.stopping.is_set()
             if draining and now - paused_at >= ctx.grace_s:
                 log.error(
                     "store.unavailable_at_shutdown",
-                    lost_writes=1 + queue.statistics().current_buffer_used,
+                    lost_writes=_count(pending) + queue.statistics().current_buffer_used,
                     note="these batches were never committed",
                 )
                 raise
@@ -214,3 +265,7 @@ async def _commit(
             log.info("store.recovered", paused_s=round(time.monotonic() - paused_at, 1))
             ctx.gate.reopen(STORE)
         return
+
+
+def _count(write: PendingWrite) -> int:
+    return len(write.batches) if isinstance(write, BatchGroup) else 1

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gen_service.adapters.store import Store
@@ -104,6 +105,47 @@ async def test_a_near_copy_is_a_duplicate_of_what_it_copies(tmp_path: Path) -> N
     assert "near duplicate of sample" in rows[1]["reason"]
     assert rows[0]["cluster_id"] == rows[0]["id"]
     assert rows[2]["cluster_id"] == rows[2]["id"]  # unrelated: its own cluster
+
+
+def tied_signatures(common: int) -> tuple[bytes, bytes, bytes]:
+    """Signatures a and b that agree on their first ``common`` values, and c that agrees
+    with both there and, of the rest, with a on one half and with b on the other: c is
+    exactly as similar to a as to b."""
+    rng = np.random.default_rng(common)
+    a = rng.integers(0, 2**32, dedup.NUM_PERM, dtype=np.uint32)
+    b = a.copy()
+    b[common:] = a[common:] + 1  # differs everywhere else
+    c = b.copy()
+    c[common : common + (dedup.NUM_PERM - common) // 2] = a[
+        common : common + (dedup.NUM_PERM - common) // 2
+    ]
+    return a.tobytes(), b.tobytes(), c.tobytes()
+
+
+def signed(name: str, signature: bytes) -> SampleRow:
+    return SampleRow(TYPE, "accepted", "{}", content_hash=name, signature=signature)
+
+
+async def test_a_tie_goes_to_the_earliest_candidate(tmp_path: Path) -> None:
+    """Between equally similar accepted samples, a near-copy points at the earliest, stored or
+    earlier in its own batch, and a related sample joins the earliest one's cluster (what a
+    lookup in id order finds)."""
+    a, b, c = tied_signatures(90)  # c: Jaccard 0.85 with a and with b; a-b: 0.70
+    x, y, z = tied_signatures(40)  # z: Jaccard 0.66 with x and with y; x-y: 0.31
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        await store.use_near_duplicates(NEAR)
+        first = await store.commit_batch(None, batch(signed("a", a), signed("x", x)))
+        second = await store.commit_batch(
+            None, batch(signed("b", b), signed("c", c), signed("y", y), signed("z", z))
+        )
+    assert (first.accepted, second.accepted, second.duplicates) == (2, 3, 1)
+    by_hash = {r["content_hash"]: r for r in samples(db)}
+    assert by_hash["b"]["cluster_id"] == by_hash["a"]["id"]  # 0.70: related, not a copy
+    assert by_hash["c"]["duplicate_of"] == by_hash["a"]["id"]
+    assert by_hash["y"]["cluster_id"] == by_hash["y"]["id"]  # 0.31: unrelated
+    assert by_hash["z"]["status"] == "accepted"
+    assert by_hash["z"]["cluster_id"] == by_hash["x"]["cluster_id"] == by_hash["x"]["id"]
 
 
 async def test_a_related_sample_joins_the_cluster(tmp_path: Path) -> None:

@@ -36,6 +36,28 @@ def row(h: str, status: str = "accepted") -> SampleRow:
     return SampleRow("personality_traits", status, '{"x": 1}', content_hash=h)  # type: ignore[arg-type]
 
 
+async def test_batches_committed_together_are_decided_in_order_all_or_none(
+    tmp_path: Path,
+) -> None:
+    """commit_batches decides each batch as if committed alone, in order (a later one's copy
+    of an earlier one's sample is a duplicate); when one fails, none is stored."""
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        results = await store.commit_batches(
+            None, [batch(row("a"), row("b")), batch(row("b"), row("c"))]
+        )
+        assert [(r.accepted, r.duplicates) for r in results] == [(2, 0), (1, 1)]
+        assert results[1].batch_id == results[0].batch_id + 1
+        broken = batch(row("z", "nonsense"))  # the status CHECK refuses it
+        with pytest.raises(StoreError):
+            await store.commit_batches(None, [batch(row("d")), broken])
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 2
+    hashes = [h for (h,) in conn.execute("SELECT content_hash FROM samples ORDER BY id")]
+    assert hashes == ["a", "b", "b", "c"]
+    conn.close()
+
+
 async def test_schema_is_created_in_wal_mode(tmp_path: Path) -> None:
     """A new database gets the current schema version, WAL mode and the documented views."""
     db = tmp_path / "s.db"

@@ -21,7 +21,7 @@ from gen_service.domain.checking import (
 from gen_service.domain.content import NAME, STOCK_PHRASES, TextRule, text_problems
 from gen_service.domain.datatypes import REGISTRY, ItemContext
 from gen_service.domain.datatypes._base import Pin
-from gen_service.domain.schema import item_schema
+from gen_service.domain.schema import grammar_safe, item_schema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "prompts" / "examples"
 
@@ -267,6 +267,31 @@ def test_pins_become_schema_constants_and_bounds() -> None:
         assert props["rationale"]["minLength"] >= rules["rationale"].min_words * 8
     plain = request_schema(item_schema(spec.model, 2000), briefs, rules, positional=False)
     assert "const" not in json.dumps(plain)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize(("cap", "letters"), [(None, False), (2000, False), (30, True)])
+def test_request_schema_items_are_each_briefs_pinned_item(
+    name: str, cap: int | None, letters: bool
+) -> None:
+    """Each item of a request schema is exactly (key order included) the brief's pinned item,
+    made grammar-safe when asked: the fast path that rewrites only the pinned fields says
+    what rewriting the whole item per brief says."""
+    spec = REGISTRY[name]
+    briefs = spec.sample_contexts(random.Random(11), 6)
+    rules = rules_for(spec)
+    item = item_schema(spec.model, 2000)
+    schema = request_schema(item, briefs, rules, grammar_cap=cap, letters=letters)
+    for brief, got in zip(briefs, schema["properties"]["samples"]["prefixItems"], strict=True):
+        want = item_schema_for(item, rules, brief)
+        if cap is not None:
+            want = grammar_safe(want, cap, letters=letters)
+        assert json.dumps(got) == json.dumps(want)
+    plain = request_schema(item, briefs, rules, positional=False, grammar_cap=cap)
+    want = item_schema_for(item, rules, None)
+    if cap is not None:
+        want = grammar_safe(want, cap)
+    assert json.dumps(plain["properties"]["samples"]["items"]) == json.dumps(want)
 
 
 def test_pin_problems_compare_numbers_at_two_decimals() -> None:

@@ -1,11 +1,16 @@
-"""Batch schemas for constrained decoding, and exact-duplicate hashing."""
+"""Batch schemas for constrained decoding, exact-duplicate hashing and MinHash signatures."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+from datasketch import MinHash
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
+from gen_service.domain import dedup
 from gen_service.domain.dedup import content_hash
 from gen_service.domain.schema import batch_schema, inline_refs
 
@@ -67,3 +72,23 @@ def test_content_hash_sees_real_differences() -> None:
     """A changed word or number changes the hash."""
     assert content_hash({"text": "hello world"}) != content_hash({"text": "hello there"})
     assert content_hash({"score": 0.5}) != content_hash({"score": 0.6})
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("ab cdİß’'-.\n日"), max_size=60), max_size=6))
+def test_signatures_are_datasketch_minhashes(texts: list[str]) -> None:
+    """The bulk signatures are exactly datasketch's MinHash of each text's shingles: signatures
+    stored by any version stay comparable."""
+    for text, got in zip(texts, dedup.signatures(texts), strict=True):
+        m = MinHash(num_perm=dedup.NUM_PERM, seed=dedup.SEED)
+        m.update_batch(dedup.shingles(text))
+        assert got.dtype == np.uint32 and got.tolist() == m.hashvalues.tolist()
+        assert dedup.signature(text).tobytes() == got.tobytes()
+
+
+def test_shingles_are_lowercased_word_triples() -> None:
+    """Words are case-folded one by one; fewer than four words make one shingle."""
+    assert dedup.shingles("") == [b""]
+    assert dedup.shingles("Straße, İt's") == [
+        " ".join(("straße".casefold(), "İt's".casefold())).encode()
+    ]
+    assert dedup.shingles("a B c D") == [b"a b c", b"b c d"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,16 +163,16 @@ def test_exit_policy_ends_the_run_with_74_and_one_event(
     path = write_config(
         text.replace("[service]\n", '[service]\nstore_unavailable = "exit"\n'), name="x.toml"
     )
-    original = store_core.Store.commit_batch
+    original = store_core.Store.commit_batches
     calls = {"n": 0}
 
-    async def filling(self: Store, run_id: int | None, b: BatchRecord) -> Any:
+    async def filling(self: Store, run_id: int | None, b: Sequence[BatchRecord]) -> Any:
         calls["n"] += 1
-        if calls["n"] == 3:  # the disk fills up under the third batch
+        if calls["n"] == 3:  # the disk fills up under the writer's third commit
             await self._conn.execute(f"PRAGMA max_page_count = {await page_count(self._conn)}")
         return await original(self, run_id, b)
 
-    monkeypatch.setattr(store_core.Store, "commit_batch", filling)
+    monkeypatch.setattr(store_core.Store, "commit_batches", filling)
     assert main(["run", "--config", str(path), "--until-done"]) == 74
     err = capsys.readouterr().err
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
@@ -192,10 +192,10 @@ def test_an_unknown_error_is_one_event_with_its_traceback_once(
     traceback; the producers' follow-on BrokenResourceErrors are not printed."""
     path = write_config(url=fake_ollama.url, target=40, types=ALL_TYPES[2:3])
 
-    async def broken(self: Store, run_id: int | None, b: BatchRecord) -> Any:
+    async def broken(self: Store, run_id: int | None, b: Sequence[BatchRecord]) -> Any:
         raise RuntimeError("a bug in the writer")
 
-    monkeypatch.setattr(store_core.Store, "commit_batch", broken)
+    monkeypatch.setattr(store_core.Store, "commit_batches", broken)
     assert main(["run", "--config", str(path), "--until-done"]) == 1
     err = capsys.readouterr().err
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]

@@ -14,7 +14,7 @@ import os
 import shutil
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +169,16 @@ class Store(QualityQueries):
         duplicates and clusters (see :mod:`gen_service.adapters.store.batches`)."""
         result: CommitResult = await self._run(batches.commit_batch, run_id, batch, self.near)
         return result
+
+    async def commit_batches(
+        self, run_id: int | None, records: Sequence[BatchRecord]
+    ) -> list[CommitResult]:
+        """Several batches, in order, in one transaction (each decided as
+        :meth:`commit_batch` decides it): all of them or none."""
+        results: list[CommitResult] = await self._run(
+            batches.commit_batches, run_id, list(records), self.near
+        )
+        return results
 
     async def use_near_duplicates(self, near: NearDuplicates | None) -> int | None:
         """Decide near-duplicates with ``near`` from now on. When the band layout it needs is

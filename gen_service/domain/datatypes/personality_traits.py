@@ -29,10 +29,10 @@ from gen_service.domain.datatypes._base import (
     join_prose,
     placeholder_problems,
     rotation,
-    same_text,
     sample_dominant_profile,
     sample_name,
     steered_rotation,
+    text_key,
 )
 from gen_service.domain.facets import FacetFile, FacetLibrary
 
@@ -112,20 +112,22 @@ def top_traits(ocean: Ocean) -> list[OceanTrait]:
 
 def check_dialogue_lines_differ(sample: PersonalityTraitsSample) -> list[str]:
     """No line of dialogue repeats another."""
+    keys = [text_key(line) for line in sample.dialogue]  # same_text, each line read once
     return [
         f"dialogue_repeated: line {j + 1} repeats line {i + 1}"
-        for (i, a), (j, b) in combinations(enumerate(sample.dialogue), 2)
-        if same_text(a, b)
+        for (i, a), (j, b) in combinations(enumerate(keys), 2)
+        if a == b
     ]
 
 
 def check_evidence_differs(sample: PersonalityTraitsSample) -> list[str]:
     """Each trait gets its own evidence, not one sentence pasted five times."""
-    evidence = sample.evidence.model_dump()
+    evidence = sample.evidence
+    keys = {trait: text_key(getattr(evidence, trait)) for trait in OCEAN_TRAITS}
     return [
         f"evidence_repeated: {a} and {b} have the same evidence"
         for a, b in combinations(OCEAN_TRAITS, 2)
-        if same_text(evidence[a], evidence[b])
+        if keys[a] == keys[b]
     ]
 
 
