@@ -2,10 +2,16 @@
 """Benchmarks for SPEC §9 targets. Results go in BENCHMARKS.md with the command that made them.
 
     .venv/bin/python scripts/bench.py overhead [--samples 3000]   # §9.1 pipeline vs bare httpx
+    .venv/bin/python scripts/bench.py utilization [--runs 3]      # §9.2 GPU limit and waste
+    .venv/bin/python scripts/bench.py memory [--samples 200000]   # §9.3 RSS over a long run
+    .venv/bin/python scripts/bench.py dedup [--indexed 100000]    # §9.4 near-duplicate check
     .venv/bin/python scripts/bench.py status [--rows 1000000]     # §9.5 status on 1M samples
+    .venv/bin/python scripts/bench.py soak [--days 7]             # a simulated week
 
-Both run against real components: the fake Ollama in its own process (gen-service
-fake-ollama, time scale 0) and real SQLite files in a temporary folder.
+All run against real components: the fake Ollama in its own process (gen-service
+fake-ollama, or scripts/bench_common.py) and real SQLite files in a temporary folder. The
+utilization, memory, dedup and soak benchmarks live in scripts/bench_gpu.py, bench_memory.py,
+bench_dedup.py and bench_soak.py.
 """
 
 from __future__ import annotations
@@ -265,11 +271,56 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=3000)
     p = sub.add_parser("status")
     p.add_argument("--rows", type=int, default=1_000_000)
+    _add_long_runs(sub)
     args = parser.parse_args()
     if args.which == "overhead":
         bench_overhead(args.samples)
-    else:
+    elif args.which == "status":
         bench_status(args.rows)
+    else:
+        _run_long(args)
+
+
+def _add_long_runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The subcommands of scripts/bench_gpu.py, bench_memory.py, bench_dedup.py, bench_soak.py."""
+    p = sub.add_parser("utilization", help="§9.2: useful tokens / the fake's limit, and waste")
+    p.add_argument("--time-scale", type=float, default=0.02)
+    p.add_argument("--share", type=float, default=0.25, help="x the production daily targets")
+    p.add_argument("--load-s", type=float, default=5.0, help="simulated seconds per model load")
+    p.add_argument("--truncate", type=float, default=0.0, help="the fake's truncate fault rate")
+    p.add_argument("--runs", type=int, default=3)
+    p = sub.add_parser("memory", help="§9.3: RSS growth over a long run at time scale 0")
+    p.add_argument("--samples", type=int, default=200_000)
+    p.add_argument("--warmup", type=int, default=20_000)
+    p.add_argument("--every", type=int, default=20_000)
+    p = sub.add_parser("dedup", help="§9.4: the near-duplicate check with 100,000 indexed")
+    p.add_argument("--indexed", type=int, default=100_000)
+    p.add_argument("--checks", type=int, default=2_000)
+    p.add_argument("--rounds", type=int, default=3)
+    p = sub.add_parser("soak", help="a simulated week: RSS, descriptors, WAL, database")
+    p.add_argument("--days", type=float, default=7)
+    p.add_argument("--speed", type=float, default=720, help="simulated seconds per real second")
+    p.add_argument("--hold-day", type=int, default=3, help="the day a reader holds a snapshot")
+    p.add_argument("--hold-hours", type=float, default=12)
+
+
+def _run_long(args: argparse.Namespace) -> None:
+    if args.which == "utilization":
+        from bench_gpu import bench_utilization
+
+        bench_utilization(args.time_scale, args.share, args.load_s, args.runs, args.truncate)
+    elif args.which == "memory":
+        from bench_memory import bench_memory
+
+        bench_memory(args.samples, args.warmup, args.every)
+    elif args.which == "dedup":
+        from bench_dedup import bench_dedup
+
+        bench_dedup(args.indexed, args.checks, args.rounds)
+    else:
+        from bench_soak import bench_soak
+
+        bench_soak(args.days, args.speed, args.hold_day, args.hold_hours)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ per model), turn each completion into checked sample rows, and hand them to the 
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from gen_service.adapters.backend import Backend
 from gen_service.adapters.retrying import RetryPolicy
 from gen_service.adapters.store import Store
 from gen_service.config import Config
-from gen_service.domain import budget
+from gen_service.domain import budget, rounds
 from gen_service.domain.budget import Estimate
 from gen_service.domain.judging import JudgeLibrary
 from gen_service.domain.prompts import PromptLibrary
@@ -91,6 +90,10 @@ async def produce(
     ``issued_all`` is called once, when everything needed has been asked for (or the
     producer ends)."""
     in_flight_items = 0
+    # The batches in flight (when each went out, its size) and the seconds per item they
+    # took, to size a phase's last batches so that every slot ends together.
+    flight: dict[object, tuple[float, int]] = {}
+    pace: float | None = None
     told = False
 
     def tell() -> None:
@@ -113,7 +116,7 @@ async def produce(
             need = remaining(datatype)
             if need <= 0 and in_flight_items == 0:
                 break
-            if need - in_flight_items <= 0:
+            if unassigned(gen, datatype, need, in_flight_items) <= 0:
                 tell()  # only answers to come: the next phase may take the free slots
                 await gen.board.wait_changed()
                 continue
@@ -128,13 +131,24 @@ async def produce(
             if halted():
                 limiter.release_on_behalf_of(token)
                 break
+            # While this waited for a slot, answers came in: size the batch on what is
+            # needed now, not on what was needed before the wait.
+            left = unassigned(gen, datatype, remaining(datatype), in_flight_items)
+            if left <= 0:
+                limiter.release_on_behalf_of(token)
+                continue
             # A flagged batch waiting to be written again goes before fresh briefs.
             job = await gen.regenerations.take(gen.cfg, datatype)
             if job is not None:
                 size = len(job.briefs)
             else:
-                size = batch_size(gen, datatype, need - in_flight_items, limiter)
+                now = anyio.current_time()
+                residual = sum(
+                    rounds.residual_items(n, now - sent, pace) for sent, n in flight.values()
+                )
+                size = batch_size(gen, datatype, left, limiter, residual)
             in_flight_items += size
+            flight[token] = (anyio.current_time(), size)
 
             async def one(
                 size: int = size,
@@ -142,7 +156,7 @@ async def produce(
                 limiter: anyio.CapacityLimiter = limiter,
                 job: Regeneration | None = job,
             ) -> None:
-                nonlocal in_flight_items
+                nonlocal in_flight_items, pace
                 try:
                     try:
                         record = await make_batch(gen, datatype, phase, size, job)
@@ -151,6 +165,9 @@ async def produce(
                         record = crashed_record(gen, datatype, phase, size, exc)
                     finally:
                         limiter.release_on_behalf_of(token)  # the model is free again
+                        sent, _ = flight.pop(token)
+                    if record.status == "ok":
+                        pace = rounds.smoothed(pace, (anyio.current_time() - sent) / size)
                     pending = PendingBatch(record)
                     await batches.send(pending)
                     await pending.committed.wait()
@@ -164,18 +181,29 @@ async def produce(
         tell()  # the loop ended: nothing more will be asked for
 
 
+def unassigned(gen: Generation, datatype: str, need: int, in_flight: int) -> int:
+    """Items still to ask for: ``need`` accepted samples at the share of items this type has
+    had accepted so far, less the ``in_flight`` items already asked for."""
+    t = gen.board.tally(datatype)
+    share = rounds.expected_yield(t.accepted, t.accepted + t.rejected + t.duplicates)
+    return rounds.items_to_ask(need, in_flight, share)
+
+
 def batch_size(
-    gen: Generation, datatype: str, unassigned: int, limiter: anyio.CapacityLimiter
+    gen: Generation,
+    datatype: str,
+    unassigned: int,
+    limiter: anyio.CapacityLimiter,
+    residual: float = 0.0,
 ) -> int:
     """How many briefs the next batch of ``datatype`` holds: at most ``batch_size``, what is
-    still unassigned, and what the token budget says one answer can hold; in a phase's last
-    round the remaining need is spread over every free slot instead of one request."""
+    still unassigned, and what the token budget says one answer can hold; near a phase's end
+    a slot's share of what is left (``unassigned`` and the ``residual`` items the batches in
+    flight have yet to write), so the slots finish together."""
     dtc = gen.cfg.datatypes[datatype]
     model = gen.cfg.models[dtc.model]
-    cap = min(dtc.batch_size, unassigned)
-    free = int(limiter.available_tokens) + 1  # the slot this batch holds, and the idle ones
-    if unassigned < dtc.batch_size * free:
-        cap = min(cap, max(1, math.ceil(unassigned / free)))
+    slots = int(limiter.total_tokens)
+    cap = rounds.next_batch(unassigned, dtc.batch_size, slots, residual)
     estimate = estimate_for(gen, (datatype, model.name))
     sizing = budget.fit(
         estimate,

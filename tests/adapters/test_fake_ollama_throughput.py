@@ -240,3 +240,53 @@ def test_stats_over_http_carry_the_throughput_figures() -> None:
         assert stats["limit_window_s"] > 0
         client.post("/_fake/reset")
         assert client.get("/_fake/stats").json()["tokens_by_model"] == {}
+
+
+# --------------------------------------------------------------------------- the prompt cache
+
+
+def prompt_body(prefix: str, tail: str, model: str = "a:1") -> dict[str, Any]:
+    return {
+        **body(model),
+        "messages": [
+            {"role": "system", "content": prefix},
+            {"role": "user", "content": tail},
+        ],
+    }
+
+
+def prompt_s(reply: dict[str, Any]) -> float:
+    return float(reply["prompt_eval_duration"]) / NS
+
+
+def test_a_repeated_prefix_is_evaluated_once_per_slot() -> None:
+    """A request whose prompt starts like the slot's last one evaluates only the rest (as
+    Ollama's per-slot prompt cache does); prompt_eval_count still counts the whole prompt."""
+    static = "Write carefully. " * 400  # ~1,700 tokens shared by every request
+    with serve(time_scale=0.0) as (_, client):
+        first = client.post("/api/chat", json=prompt_body(static, "Brief one.")).json()
+        second = client.post("/api/chat", json=prompt_body(static, "Brief two.")).json()
+        other = client.post("/api/chat", json=prompt_body("Another text. " * 400, "x")).json()
+    assert second["prompt_eval_count"] == first["prompt_eval_count"]
+    assert prompt_s(second) < prompt_s(first) / 50
+    assert prompt_s(other) > prompt_s(first) / 2  # nothing in common: evaluated whole
+
+
+def test_an_unloaded_model_forgets_its_prompt_cache() -> None:
+    """Unloading a model drops its slots' caches: the next request evaluates everything."""
+    static = "Write carefully. " * 400
+    with serve(time_scale=0.0) as (_, client):
+        first = client.post("/api/chat", json=prompt_body(static, "one")).json()
+        client.post("/api/chat", json={"model": "a:1", "messages": [], "keep_alive": 0})
+        again = client.post("/api/chat", json=prompt_body(static, "one")).json()
+    assert prompt_s(again) == pytest.approx(prompt_s(first))
+
+
+def test_busy_slots_do_not_share_their_cache() -> None:
+    """Requests in flight hold their cache slots: k requests at once with one prefix each
+    evaluate it in full, as k slots of a fresh runner would."""
+    static = "Write carefully. " * 400
+    with serve(time_scale=1.0, num_parallel=2, tokens_per_s=400.0) as (fake, client):
+        client.post("/api/chat", json={"model": "a:1", "messages": []})
+        replies, _ = parallel(fake, [prompt_body(static, f"brief {i}") for i in range(2)])
+    assert all(prompt_s(r) > 0.1 for r in replies)  # ~1,700 tokens at 8,000/s each

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gen_service.adapters.store import SCHEMA_VERSION, Store, open_readonly, utc_offset_modifier
+from gen_service.adapters.store.core import WAL_SIZE_LIMIT
 from gen_service.domain.records import BatchRecord, SampleRow
 from gen_service.errors import StoreError
 
@@ -215,3 +216,37 @@ async def test_accepted_per_quota_counts_only_accepted_samples_of_the_type(tmp_p
         counts = await store.accepted_per_quota("personality_traits")
         assert counts == {"openness": 2, "neuroticism": 1}
         assert await store.accepted_per_quota("dramatic_irony") == {}
+
+
+async def test_the_wal_shrinks_back_after_a_long_reader_lets_go(tmp_path: Path) -> None:
+    """A reader holding a read transaction lets the WAL grow past its limit; once it lets go
+    and a checkpoint completes, the next commits cut the file back to the limit."""
+    db = tmp_path / "s.db"
+    wal = tmp_path / "s.db-wal"
+    payload = "x" * 4000
+    big = [
+        SampleRow("personality_traits", "accepted", f'"{payload}"', content_hash=f"{i}")
+        for i in range(200)
+    ]
+
+    async with Store.open(db) as store:
+        run = await store.start_run(version="t", config_path="c", mode="sequential")
+        reader = sqlite3.connect(db, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM samples").fetchone()  # holds its snapshot
+        serial = 0
+        while wal.stat().st_size <= WAL_SIZE_LIMIT + 2**20:
+            rows = [
+                SampleRow(r.datatype, r.status, r.payload_json, content_hash=f"{serial}-{i}")
+                for i, r in enumerate(big)
+            ]
+            await store.commit_batch(run.run_id, batch(*rows))
+            serial += 1
+        grown = wal.stat().st_size
+        reader.execute("COMMIT")
+        reader.close()
+        for i in range(40):  # past the next automatic checkpoint, into the restarted WAL
+            await store.commit_batch(run.run_id, batch(row(f"after-{i}")))
+        after = wal.stat().st_size  # while the store is open (closing deletes the WAL)
+    assert grown > WAL_SIZE_LIMIT
+    assert after <= WAL_SIZE_LIMIT

@@ -32,6 +32,8 @@ from gen_service.adapters.store.schema import MIGRATIONS, SCHEMA_VERSION
 from gen_service.domain.records import BatchRecord, CommitResult
 from gen_service.errors import StoreError, StoreUnavailable
 
+WAL_SIZE_LIMIT = 32 * 2**20  # bytes the -wal file is cut back to after a long reader
+
 
 def _system_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -351,6 +353,11 @@ async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
         if mode is None or str(mode[0]).lower() != "wal":
             raise StoreError(f"database {path}: cannot switch to WAL mode (got {mode!r})")
         await conn.execute("PRAGMA synchronous = FULL")
+        # A reader that holds a read transaction (a long `sqlite3` session, a backup) keeps
+        # checkpoints from reaching the end of the WAL, which then grows with every commit.
+        # SQLite reuses the file from its start once a checkpoint completes, but never makes
+        # it smaller; with a size limit the file is cut back to it at that restart.
+        await conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA busy_timeout = 10000")
         row = await (await conn.execute("PRAGMA user_version")).fetchone()

@@ -29,6 +29,8 @@ The simulated GPU:
   they start and finish, so ``eval_count / eval_duration`` is ``tokens_per_s`` only for a request
   alone (and always at time scale 0). ``FakeStats`` counts decoded tokens (all, per model) and
   ``limit_tokens``, the integral over the window of the max rate of the model that owns the GPU.
+- **Prompt cache.** As in Ollama's runner, each slot keeps its last prompt: a request takes the
+  free slot with the longest common prefix and evaluates only the rest of its prompt.
 - **Slots.** Each model has ``num_parallel`` slots; up to ``max_queue`` requests (over all models)
   wait for one, and past that the answer is 503 at once.
 - **Busy fraction.** Per model: slot-seconds spent generating / (``num_parallel`` x seconds the

@@ -10,7 +10,10 @@ fit. With ``k`` requests decoding at once, the model's aggregate rate is
 ``1/k`` of it. ``Decoder`` simulates this piecewise: the rate changes exactly when a request
 starts or finishes (processor sharing), on a clock that is the real one divided by
 ``time_scale``. Prompt evaluation takes ``PREFILL_SPEEDUP`` times less per token than decoding
-alone, and does not count as decoding.
+alone, and does not count as decoding. Like Ollama's runner, each model keeps one prompt cache
+per slot (:class:`PromptCache`): a request takes the free slot whose last prompt shares the
+longest prefix with its own and evaluates only the rest, so requests that repeat a static
+prefix (system text, instructions, examples) pay for it once per slot.
 
 **The throughput limit** (``FakeStats.limit_tokens``) is ``∫ max_rate(owner(t)) dt`` over
 simulated time, where ``owner(t)`` is the model of the most recent chat request that was not an
@@ -161,3 +164,50 @@ class ThroughputLimit:
         """From ``now`` on, ``owner`` holds the GPU at a max rate of ``rate``."""
         self.accrue(now, counters)
         self.owner, self.rate = owner, rate
+
+
+@dataclass
+class PromptCache:
+    """A model's per-slot prompt caches, as Ollama's runner keeps them (``InputCache``): a
+    request takes the free slot with the longest common prefix, and that slot then holds the
+    request's prompt. Not thread-safe: the GPU calls it under its lock."""
+
+    slots: int
+    prompts: list[str] = field(default_factory=list)
+    in_use: list[bool] = field(default_factory=list)
+
+    def take(self, prompt: str) -> tuple[int, int]:
+        """(slot, characters of ``prompt`` already cached there) for a new request."""
+        if not self.prompts:
+            self.prompts = [""] * self.slots
+            self.in_use = [False] * self.slots
+        best, best_chars = -1, -1
+        for i, cached in enumerate(self.prompts):
+            if self.in_use[i]:
+                continue
+            chars = _common_prefix(cached, prompt)
+            if chars > best_chars:
+                best, best_chars = i, chars
+        if best < 0:  # more requests than slots (cannot happen behind the slot limit)
+            return -1, 0
+        self.in_use[best] = True
+        self.prompts[best] = prompt
+        return best, best_chars
+
+    def give_back(self, slot: int) -> None:
+        if 0 <= slot < len(self.in_use):
+            self.in_use[slot] = False
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo

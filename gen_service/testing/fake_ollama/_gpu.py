@@ -28,6 +28,7 @@ from gen_service.testing.fake_ollama._decode import (
     SHARING_EXPONENT,
     Decode,
     Decoder,
+    PromptCache,
     ThroughputLimit,
     count_tokens,
     offload_factor,
@@ -76,6 +77,7 @@ class Gpu:
         self.decoders: dict[str, Decoder] = {}
         self.limit = ThroughputLimit(config.time_scale)
         self.footprints: dict[str, tuple[int, int]] = {}  # (size_vram, size) when last loaded
+        self.prompt_caches: dict[str, PromptCache] = {}  # per resident model (see _decode)
 
     # ---- lookups
 
@@ -123,6 +125,18 @@ class Gpu:
         rate = self.alone_rate(model) * self.config.num_parallel**SHARING_EXPONENT
         self.limit.set(model.name, rate, now, self.counters)
 
+    def take_prompt_slot(self, model: str, prompt: str) -> tuple[int, int]:
+        """(cache slot, characters of ``prompt`` cached there) for a request of ``model``."""
+        with self.lock:
+            cache = self.prompt_caches.setdefault(model, PromptCache(self.config.num_parallel))
+            return cache.take(prompt)
+
+    def give_back_prompt_slot(self, model: str, slot: int) -> None:
+        with self.lock:
+            cache = self.prompt_caches.get(model)
+            if cache is not None:
+                cache.give_back(slot)
+
     def start_decode(self, model: FakeModel, tokens: int) -> Decode | None:
         """Start decoding ``tokens`` for a request; None at time scale 0 (nothing takes time)."""
         scale = self.config.time_scale
@@ -167,6 +181,7 @@ class Gpu:
 
     def _drop(self, name: str, kind: Literal["unload", "evict"], now: float) -> None:
         resident = self.residents.pop(name)
+        self.prompt_caches.pop(name, None)  # the runner and its KV cache are gone
         start = resident.loaded_at
         if self.counters.since is not None:
             start = max(start, self.counters.since)
@@ -435,11 +450,18 @@ class Lease:
         self.resident: Resident | None = None
         self.busy_since: float | None = None
         self.decode: Decode | None = None
+        self.prompt_slot: int | None = None
         self._ended = False
 
     def claim(self) -> tuple[Resident, bool]:
         self.resident, loaded = self.gpu.claim(self.request)
         return self.resident, loaded
+
+    def cached_prompt_tokens(self, prompt: str, prompt_tokens: int) -> int:
+        """Of ``prompt_tokens``, how many the model's prompt cache already holds (at least one
+        token is always evaluated, as in Ollama)."""
+        self.prompt_slot, chars = self.gpu.take_prompt_slot(self.request.model.name, prompt)
+        return max(0, min(prompt_tokens - 1, chars // 4))
 
     def start_decode(self, tokens: int) -> None:
         self.decode = self.gpu.start_decode(self.request.model, tokens)
@@ -466,6 +488,8 @@ class Lease:
             gpu.end_decode(self.decode)
         else:
             gpu.add_tokens(self.request.model.name, tokens)
+        if self.prompt_slot is not None:
+            gpu.give_back_prompt_slot(self.request.model.name, self.prompt_slot)
         if self.resident is not None:
             gpu.release(self.resident, self.request.keep_alive)
         busy = 0.0 if self.busy_since is None else time.monotonic() - self.busy_since

@@ -355,7 +355,9 @@ class Handler(BaseHTTPRequestHandler):
         client that reads the answer sees the slot free, the tokens counted and keep_alive 0
         applied."""
         gpu = self._gpu
-        prompt_s = completion.prompt_tokens / (gpu.alone_rate(request.model) * PREFILL_SPEEDUP)
+        cached = lease.cached_prompt_tokens(prompt_text(request), completion.prompt_tokens)
+        evaluated = completion.prompt_tokens - cached
+        prompt_s = evaluated / (gpu.alone_rate(request.model) * PREFILL_SPEEDUP)
         self._sleep(prompt_s * gpu.config.time_scale)
         lease.start_decode(completion.eval_tokens)
         down = self._srv.down
@@ -474,3 +476,12 @@ _CONTROL_ROUTES: dict[str, _Route] = {
     "/_fake/evict": {"POST": Handler._fake_evict},
     "/_fake/reset": {"POST": Handler._fake_reset},
 }
+
+
+def prompt_text(request: ChatRequest) -> str:
+    """The prompt as the model's cache sees it: the messages in order, roles included."""
+    return "".join(
+        f"{m.get('role', '')}\n{m.get('content', '')}\n"
+        for m in request.messages
+        if isinstance(m, Mapping)
+    )
