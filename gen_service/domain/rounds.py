@@ -4,7 +4,9 @@ full until its last answers arrive together.
 Two things make a phase's end leave the GPU idle. **Rejections**: a producer that asks for
 exactly the samples still needed gets fewer accepted (the checks reject some, duplicates are
 dropped), so it needs another round, then another, each shorter and on fewer slots. So it
-asks for the need divided by the share of items accepted so far (:func:`expected_yield`).
+asks for the need divided by the share of items accepted so far (:func:`expected_yield`),
+taken at the upper end of what the items seen so far allow: one unlucky early batch must not
+make it ask for half as much again as the target, decode time spent on samples nobody needs.
 **Uneven ends**: slots free one at a time, so full batches handed out until the need runs dry
 end at staggered times, and the last one decodes alone. So once what is left would not give
 every slot a full batch, a batch takes what would make every slot end together: a slot's
@@ -21,11 +23,23 @@ import math
 MIN_YIELD = 0.2  # below this the checks reject nearly everything: asking 5x more is enough
 
 
+YIELD_Z = 1.645  # one-sided 95%: the yield is rarely higher than this bound says
+
+
 def expected_yield(accepted: int, returned: int) -> float:
-    """The share of returned items that were accepted (1 before anything came back)."""
-    if returned <= 0:
+    """The share of returned items that will be accepted, optimistically: the upper Wilson
+    score bound of ``accepted / returned`` (1 before anything came back). With few items
+    returned the bound stays near 1, so a producer does not over-ask on a noisy estimate;
+    with many it closes in on the observed share."""
+    if returned <= 0 or accepted >= returned:
         return 1.0
-    return min(1.0, max(MIN_YIELD, accepted / returned))
+    n = float(returned)
+    p = min(1.0, max(0.0, accepted / n))
+    z2 = YIELD_Z * YIELD_Z
+    centre = p + z2 / (2 * n)
+    margin = YIELD_Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    upper = (centre + margin) / (1 + z2 / n)
+    return min(1.0, max(MIN_YIELD, upper))
 
 
 def items_to_ask(need: int, in_flight: int, yield_share: float) -> int:

@@ -14,8 +14,20 @@ from gen_service.domain import rounds
 def test_yield_is_one_before_anything_came_back_and_is_clamped() -> None:
     """No history means no discount; a yield near zero is held at MIN_YIELD."""
     assert rounds.expected_yield(0, 0) == 1.0
-    assert rounds.expected_yield(30, 40) == 0.75
+    assert rounds.expected_yield(5, 5) == 1.0
     assert rounds.expected_yield(1, 1000) == rounds.MIN_YIELD
+
+
+def test_yield_is_optimistic_on_few_items_and_closes_in_on_many() -> None:
+    """A first batch with 2 of 5 rejected (the case that made a target of 30 end at 45 under
+    load) does not make the producer ask for 1.67x the need; 3,000 of 4,000 is near 0.75."""
+    one_batch = rounds.expected_yield(3, 5)
+    assert one_batch > 0.85
+    assert rounds.items_to_ask(27, 15, one_batch) <= 17
+    many = rounds.expected_yield(3000, 4000)
+    assert 0.75 < many < 0.77
+    for returned in (5, 20, 100, 1000):  # never below the share actually seen
+        assert rounds.expected_yield(returned // 2, returned) >= 0.5
 
 
 def test_items_to_ask_cover_the_rejections() -> None:

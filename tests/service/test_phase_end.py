@@ -45,9 +45,9 @@ def generation(config: Path, counts: dict[str, TypeCounts]) -> Generation:
 async def test_the_need_is_divided_by_the_share_accepted(
     write_config: Callable[..., Path],
 ) -> None:
-    """With 30 of 40 items accepted so far, 15 more samples take 20 items; those in flight
-    count toward them."""
-    counts = {TYPE: TypeCounts(accepted=30, rejected=8, duplicates=2)}
+    """With 3,000 of 4,000 items accepted so far, 15 more samples take 20 items; those in
+    flight count toward them."""
+    counts = {TYPE: TypeCounts(accepted=3000, rejected=800, duplicates=200)}
     gen = generation(write_config(target=100, types=(TYPE,)), counts)
     assert unassigned(gen, TYPE, 15, 0) == 20
     assert unassigned(gen, TYPE, 15, 8) == 12
