@@ -44,7 +44,10 @@ async def test_bars_render_during_a_run_and_logs_go_above_them(
     assert "━" in out  # rich's bars
     last_frame = out[out.rindex("phase ") :]
     for datatype in ALL_TYPES[:2]:
-        assert re.search(rf"{datatype}\s.*10/10 total 100%", out), datatype
+        # A last round may overshoot the target by a sample or two; the bar says so.
+        done = re.search(rf"{datatype}\s.*\b(1[0-9])/10 total (\d+)%", out)
+        assert done, datatype
+        assert int(done.group(2)) == 10 * int(done.group(1)), done.group(0)
     assert "samples/h" in last_frame and "running" in last_frame
     # Both phases run on one model and hand over; the header shows whichever holds.
     assert re.search(rf"phase ({ALL_TYPES[0]}|{ALL_TYPES[1]})\s+model qwen3:30b-a3b", out)
