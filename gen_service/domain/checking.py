@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gen_service.domain.content import TextRule, content_problems, text_rules
+from gen_service.domain.content import TextRule, content_problems, text_rules, value_at
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext, Pin
 from gen_service.domain.schema import grammar_safe, item_schema
 
@@ -73,20 +73,11 @@ def check(
     return problems
 
 
-def _value_at(payload: Mapping[str, Any], path: str) -> Any:
-    node: Any = payload
-    for key in path.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
 def pin_problems(payload: Mapping[str, Any], pins: Mapping[str, Pin]) -> list[str]:
     """``off_brief`` problems: a pinned field whose value is not what the brief fixed."""
     problems: list[str] = []
     for path, pin in pins.items():
-        value = _value_at(payload, path)
+        value = value_at(payload, path)
         if pin.const is not None:
             same = (
                 abs(float(value) - float(pin.const)) <= _FLOAT_SLACK

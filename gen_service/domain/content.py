@@ -190,6 +190,16 @@ def _loop(text: str) -> str:
     return ""
 
 
+def value_at(payload: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of a payload (None when any step is missing)."""
+    node: Any = payload
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def string_fields(value: Any, path: str = "") -> Iterator[tuple[str, str, str]]:
     """(path, rule key, text) for every string in a dumped sample; the rule key drops list
     indexes (``dialogue[2]`` has the key ``dialogue[]``)."""

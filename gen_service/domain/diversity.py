@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gen_service.domain.content import free_text_keys, string_fields, words_of
+from gen_service.domain.content import free_text_keys, string_fields, value_at, words_of
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec
 from gen_service.domain.diversity_design import (
@@ -85,7 +85,6 @@ __all__ = [
     "spread",
     "top_openings",
     "total_variation",
-    "value_at",
 ]
 
 
@@ -317,16 +316,6 @@ def label_distribution(
         designed=None if design is None else tuple(round(d, 4) for d in design),
         distance=None if design is None else _rounded(total_variation(counts, design)),
     )
-
-
-def value_at(payload: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path of a payload (None when any step is missing)."""
-    node: Any = payload
-    for key in path.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
 
 
 def parse_json(text: str | None) -> dict[str, Any] | None:
