@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gen_service import resources
 from gen_service.domain.datatypes import REGISTRY
-from gen_service.domain.datatypes._base import SHARED_FACET_FILES
+from gen_service.domain.datatypes._sampling import SHARED_FACET_FILES
 from gen_service.domain.facets import FacetFile, FacetLibrary, parse_facet_file
 from gen_service.errors import ConfigError
 

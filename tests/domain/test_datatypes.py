@@ -17,10 +17,9 @@ from gen_service.domain.datatypes._base import (
     OCEAN_TRAITS,
     jaccard,
     placeholder_problems,
-    rotation,
     same_text,
-    sample_ocean,
 )
+from gen_service.domain.datatypes._sampling import rotation, sample_ocean
 from gen_service.domain.datatypes.relationship_scoring import _PLAUSIBLE_BANDS, SCORE_BANDS
 from gen_service.domain.datatypes.tension_building import TECHNIQUES
 

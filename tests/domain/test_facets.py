@@ -13,10 +13,9 @@ import pytest
 
 from gen_service.domain.checking import check
 from gen_service.domain.datatypes import REGISTRY
-from gen_service.domain.datatypes._base import (
+from gen_service.domain.datatypes._base import OCEAN_TRAITS, ItemContext
+from gen_service.domain.datatypes._sampling import (
     OCEAN_SHAPES,
-    OCEAN_TRAITS,
-    ItemContext,
     rotation,
     sample_ocean_shape,
     steered_rotation,

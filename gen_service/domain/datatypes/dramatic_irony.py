@@ -14,7 +14,6 @@ from pydantic import Field
 
 from gen_service.domain.content import NAME, TextRule, leaked_share, salient_words
 from gen_service.domain.datatypes._base import (
-    OCEAN_SHAPES,
     CharacterProfile,
     DataTypeSpec,
     ItemContext,
@@ -22,13 +21,16 @@ from gen_service.domain.datatypes._base import (
     LabelResult,
     Pin,
     SampleModel,
-    default_facets,
-    describe_ocean,
     jaccard,
     join_prose,
     placeholder_problems,
-    rotation,
     same_text,
+)
+from gen_service.domain.datatypes._sampling import (
+    OCEAN_SHAPES,
+    default_facets,
+    describe_ocean,
+    rotation,
     sample_name,
     sample_ocean_shape,
     steered_rotation,

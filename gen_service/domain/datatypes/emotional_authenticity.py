@@ -13,7 +13,6 @@ from pydantic import Field
 
 from gen_service.domain.content import NAME, TextRule
 from gen_service.domain.datatypes._base import (
-    OCEAN_SHAPES,
     CharacterProfile,
     DataTypeSpec,
     ItemContext,
@@ -21,12 +20,15 @@ from gen_service.domain.datatypes._base import (
     LabelResult,
     Pin,
     SampleModel,
-    default_facets,
-    describe_ocean,
     join_prose,
     placeholder_problems,
-    rotation,
     same_text,
+)
+from gen_service.domain.datatypes._sampling import (
+    OCEAN_SHAPES,
+    default_facets,
+    describe_ocean,
+    rotation,
     sample_name,
     sample_ocean_shape,
     steered_rotation,

@@ -14,7 +14,6 @@ from pydantic import Field, ValidatorFunctionWrapHandler, computed_field, model_
 
 from gen_service.domain.content import NAME, TextRule
 from gen_service.domain.datatypes._base import (
-    DOMINANT_LEADS,
     OCEAN_TRAITS,
     DataTypeSpec,
     ItemContext,
@@ -24,15 +23,18 @@ from gen_service.domain.datatypes._base import (
     OceanTrait,
     Pin,
     SampleModel,
-    default_facets,
-    describe_ocean,
     join_prose,
     placeholder_problems,
+    text_key,
+)
+from gen_service.domain.datatypes._sampling import (
+    DOMINANT_LEADS,
+    default_facets,
+    describe_ocean,
     rotation,
     sample_dominant_profile,
     sample_name,
     steered_rotation,
-    text_key,
 )
 from gen_service.domain.facets import FacetFile, FacetLibrary
 

@@ -18,11 +18,13 @@ from gen_service.domain.datatypes._base import (
     LabelResult,
     Pin,
     SampleModel,
-    default_facets,
     join_prose,
     placeholder_problems,
-    rotation,
     same_text,
+)
+from gen_service.domain.datatypes._sampling import (
+    default_facets,
+    rotation,
     sample_name,
     steered_choice,
 )

@@ -17,12 +17,14 @@ from gen_service.domain.datatypes._base import (
     ItemContext,
     Pin,
     SampleModel,
-    default_facets,
     jaccard,
     join_prose,
     placeholder_problems,
-    rotation,
     same_text,
+)
+from gen_service.domain.datatypes._sampling import (
+    default_facets,
+    rotation,
     sample_name,
     steered_rotation,
 )
