@@ -92,7 +92,6 @@ def signatures(texts: Sequence[str]) -> list[np.ndarray[Any, np.dtype[np.uint32]
     (tests/domain/test_schema_and_dedup.py holds the two equal)."""
     if not texts:
         return []
-    a, b = _template().permutations
     sha1 = hashlib.sha1
     groups = [shingles(text) for text in texts]
     digests = b"".join([sha1(item).digest()[:4] for group in groups for item in group])
@@ -103,10 +102,22 @@ def signatures(texts: Sequence[str]) -> list[np.ndarray[Any, np.dtype[np.uint32]
     hv = hv ^ (hv >> shift2)
     hv = hv * mult2
     hv = hv ^ (hv >> shift1)
-    permuted = hv[:, np.newaxis] * a.astype(np.uint32) + b.astype(np.uint32)  # wraps: mod 2**32
+    # (permutations x shingles), so each text's shingles are one contiguous run per row and
+    # reduceat walks memory in order (the other layout is ~20x slower); computed in
+    # place, uint32 arithmetic wrapping modulo 2**32.
+    a, b = _permutations()
+    permuted = np.multiply(a, hv[np.newaxis, :])
+    np.add(permuted, b, out=permuted)
     starts = np.cumsum([0] + [len(group) for group in groups[:-1]])
-    lowest = np.minimum.reduceat(permuted, starts, axis=0)  # every group holds one shingle
-    return [np.ascontiguousarray(row, dtype=np.uint32) for row in lowest]
+    lowest = np.minimum.reduceat(permuted, starts, axis=1)  # every group holds one shingle
+    return [np.ascontiguousarray(column, dtype=np.uint32) for column in lowest.T]
+
+
+@functools.lru_cache(maxsize=1)
+def _permutations() -> tuple[np.ndarray[Any, np.dtype[np.uint32]], ...]:
+    """The template's permutation parameters ``a`` and ``b`` as uint32 columns."""
+    a, b = _template().permutations
+    return (a.astype(np.uint32).reshape(-1, 1), b.astype(np.uint32).reshape(-1, 1))
 
 
 def signature(text: str) -> np.ndarray[Any, np.dtype[np.uint32]]:
