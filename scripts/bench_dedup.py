@@ -36,6 +36,7 @@ from bench_common import load_text
 from gen_service.adapters.store import Store
 from gen_service.adapters.store import batches as store_batches
 from gen_service.adapters.store.batches import NearDuplicates
+from gen_service.adapters.store.core import WRITER_CACHE_KIB
 from gen_service.domain import dedup
 from gen_service.domain.records import BatchRecord, SampleRow
 from gen_service.testing.fake_ollama._text import WORDS
@@ -66,6 +67,7 @@ def _open(db: Path) -> sqlite3.Connection:
     anyio.run(create)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")  # as the service's writer
     return conn
 
 
