@@ -11,7 +11,9 @@ writer takes one are committed together (:class:`BatchGroup`, up to :data:`MOST_
 each batch is still whole or absent, decided as if committed alone in the same order, and
 acknowledged only once its transaction is in. A writer that keeps up commits one batch at a
 time; one that falls behind pays a transaction's fixed cost (the WAL sync, the index pages
-written) once for several batches instead of for each."""
+written) once for several batches instead of for each. With nothing to write for
+:data:`IDLE_TRIM_S`, the writer cuts back a WAL that a long reader made grow
+(:meth:`Store.trim_wal`), which SQLite itself would do only at the next commit."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from gen_service.adapters.store.core import free_bytes
 from gen_service.adapters.store.quality import JudgmentRow
 from gen_service.domain.judging import BatchVerdict
 from gen_service.domain.records import BatchRecord, CommitResult
-from gen_service.errors import StoreUnavailable
+from gen_service.errors import StoreError, StoreUnavailable
 from gen_service.service.board import ProgressBoard
 from gen_service.service.gate import STORE, BackendGate
 
@@ -41,6 +43,7 @@ RETRY_INITIAL_S = 1.0  # first wait before committing again to a disk that refus
 RETRY_MAX_S = 30.0
 REPORT_EVERY_S = 60.0  # store.unavailable is logged once a minute while it lasts
 MOST_GROUPED = 16  # waiting batches committed in one transaction, at most
+IDLE_TRIM_S = 30.0  # with nothing to write for this long, cut back a grown WAL
 
 
 class CommitObserver(Protocol):
@@ -192,13 +195,29 @@ async def write_batches(
             while True:
                 if taken is None:
                     try:
-                        taken = await writes.receive()
+                        with anyio.move_on_after(IDLE_TRIM_S):
+                            taken = await writes.receive()
                     except anyio.EndOfStream:
                         return
+                    if taken is None:  # idle: a reader that held the WAL may have let go
+                        await _trim_wal(ctx.store)
+                        continue
                 write, taken = _group(taken, writes)
                 await _commit(ctx, write, writes)
                 for done in write.batches if isinstance(write, BatchGroup) else (write,):
                     done.committed.set()
+
+
+async def _trim_wal(store: Store) -> None:
+    """Cut back a WAL that grew while a reader held a read transaction (a failure here is
+    only logged: the next commit and the next idle tick go on as usual)."""
+    try:
+        shrunk = await store.trim_wal()
+    except StoreError as exc:
+        log.warning("store.wal_trim_failed", error=str(exc))
+        return
+    if shrunk:
+        log.info("store.wal_trimmed", freed_bytes=shrunk)
 
 
 def _group(

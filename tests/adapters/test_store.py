@@ -6,6 +6,7 @@ import datetime as dt
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from gen_service.adapters.store import SCHEMA_VERSION, Store, open_readonly, utc_offset_modifier
@@ -250,3 +251,42 @@ async def test_the_wal_shrinks_back_after_a_long_reader_lets_go(tmp_path: Path) 
         after = wal.stat().st_size  # while the store is open (closing deletes the WAL)
     assert grown > WAL_SIZE_LIMIT
     assert after <= WAL_SIZE_LIMIT
+
+
+async def test_an_idle_store_cuts_the_wal_back_once_the_reader_lets_go(tmp_path: Path) -> None:
+    """With no commit after a long reader lets go, SQLite keeps the grown WAL; trim_wal (the
+    writer's idle tick) cuts it back. While the reader still holds it, trim_wal does nothing
+    and does not wait for it."""
+    db = tmp_path / "s.db"
+    wal = tmp_path / "s.db-wal"
+    payload = "y" * 4000
+    async with Store.open(db) as store:
+        run = await store.start_run(version="t", config_path="c", mode="sequential")
+        assert await store.trim_wal() is None  # small: nothing to do
+        reader = sqlite3.connect(db, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM samples").fetchone()
+        serial = 0
+        while wal.stat().st_size <= WAL_SIZE_LIMIT + 2**20:
+            rows = [
+                SampleRow(
+                    "personality_traits", "accepted", f'"{payload}"', content_hash=f"{serial}-{i}"
+                )
+                for i in range(200)
+            ]
+            await store.commit_batch(run.run_id, batch(*rows))
+            serial += 1
+        grown = wal.stat().st_size
+        with anyio.fail_after(5):  # busy_timeout is 10 s: it must not wait on the reader
+            assert await store.trim_wal() is None
+        assert wal.stat().st_size >= grown
+        reader.execute("COMMIT")
+        reader.close()
+        freed = await store.trim_wal()
+        after = wal.stat().st_size
+    assert freed is not None and freed >= grown - WAL_SIZE_LIMIT
+    assert after <= WAL_SIZE_LIMIT
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 200 * serial
+    conn.close()

@@ -13,6 +13,7 @@ import pytest
 from gen_service.adapters.store import Store
 from gen_service.config import load_config
 from gen_service.domain.records import BatchRecord, CommitResult, SampleRow
+from gen_service.service import writer
 from gen_service.service.board import ProgressBoard
 from gen_service.service.writer import (
     MOST_GROUPED,
@@ -85,3 +86,42 @@ async def test_waiting_batches_share_a_transaction_and_a_write_between_them_keep
     assert all(w.committed.is_set() for w in writes)
     assert counts["personality_traits"].accepted == len(writes) - 1
     assert board.tally("personality_traits").accepted == len(writes) - 1
+
+
+class TrimCountingStore(Store):
+    """A real store that counts the writer's idle WAL trims."""
+
+    trims: int = 0
+
+    async def trim_wal(self) -> int | None:
+        self.trims += 1
+        return await super().trim_wal()
+
+
+async def test_an_idle_writer_trims_the_wal_and_a_busy_one_does_not(
+    tmp_path: Path, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing to write for IDLE_TRIM_S: the writer asks the store to cut back its WAL, and
+    goes on committing what comes next; a stream of writes never waits that long."""
+    monkeypatch.setattr(writer, "IDLE_TRIM_S", 0.05)
+    cfg = load_config(write_config())
+    tx, rx = anyio.create_memory_object_stream[PendingWrite](max_buffer_size=4)
+    async with TrimCountingStore.open(tmp_path / "w.db") as store:
+        assert isinstance(store, TrimCountingStore)
+        run = await store.start_run(version="t", config_path="c", mode="sequential")
+        board = ProgressBoard(cfg, {}, "2026-11-25")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write_batches, WriteContext(store, run.run_id, board, dt.UTC), rx)
+            async with tx:
+                first = pending("first")
+                await tx.send(first)
+                await first.committed.wait()
+                assert store.trims == 0
+                await anyio.sleep(0.3)  # idle: trims
+                idle_trims = store.trims
+                later = pending("later")
+                await tx.send(later)
+                await later.committed.wait()
+        counts = await store.type_counts("2026-11-25")
+    assert idle_trims >= 2
+    assert counts["personality_traits"].accepted == 2

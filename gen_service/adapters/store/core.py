@@ -38,6 +38,7 @@ WAL_SIZE_LIMIT = 32 * 2**20  # bytes the -wal file is cut back to after a long r
 # again: 16 MiB keeps the index's interior pages and the recent leaves (the band lookup and
 # insert per sample: 0.44 -> 0.13 ms with 100,000 samples indexed), a fixed cost in memory.
 WRITER_CACHE_KIB = 16 * 1024
+BUSY_TIMEOUT_MS = 10_000
 
 
 def _system_now() -> dt.datetime:
@@ -214,6 +215,26 @@ class Store(QualityQueries):
         )
         return chunk
 
+    async def trim_wal(self) -> int | None:
+        """Cut the ``-wal`` file back when it is over ``WAL_SIZE_LIMIT`` and no reader needs
+        it: SQLite truncates it itself only when a later commit restarts the log, so after a
+        long reader lets go an idle service would keep the large file for hours. Never waits
+        for a reader (one still reading: nothing happens, the next idle tick tries again).
+        Returns the bytes the file went down by, or None when nothing was done."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            before = wal.stat().st_size
+        except OSError:
+            return None
+        if before <= WAL_SIZE_LIMIT:
+            return None
+        await self._run(_checkpoint_truncate)
+        try:
+            after = wal.stat().st_size
+        except OSError:
+            after = 0
+        return before - after if after < before else None
+
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(connection, *args)`` on the connection's own worker thread (aiosqlite's queue:
         one hop from the event loop for a whole unit of work), under the store's lock; SQLite's
@@ -352,6 +373,16 @@ def store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
     )
 
 
+def _checkpoint_truncate(conn: sqlite3.Connection) -> None:
+    """A TRUNCATE checkpoint that gives up at once (busy_timeout 0) when a reader holds part
+    of the log, so the writer's thread is never held by someone else's read transaction."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
     try:
         mode = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
@@ -365,7 +396,7 @@ async def _prepare(conn: aiosqlite.Connection, path: Path) -> None:
         await conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         await conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA busy_timeout = 10000")
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         row = await (await conn.execute("PRAGMA user_version")).fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
