@@ -79,8 +79,6 @@ _LONGEST_WORD = 24  # letters; longer tokens are run-ons or noise, not English w
 _PROSE_SHARE = 0.7  # at least this share of tokens must be words
 _TRIGRAM_REPEAT = 0.3  # above this share of repeated word trigrams, the text loops
 _MIN_COMPRESSION = 0.3  # zlib ratio below this on text of 60+ chars: it repeats itself
-_SMALL_WINDOW_BITS = 12
-_SMALL_WINDOW = (1 << _SMALL_WINDOW_BITS) - 262  # deflate keeps MIN_LOOKAHEAD (262) bytes back
 
 _STOPWORD_TEXT = """
 a about above after again against all also am an and any are aren't as at be because been
@@ -187,21 +185,9 @@ def _loop(text: str) -> str:
             return f"repeats {repeated} of its {len(trigrams)} word trigrams"
     if len(text) >= 60:
         raw = text.encode("utf-8")
-        if _compressed_size(raw) / len(raw) < _MIN_COMPRESSION:
+        if len(zlib.compress(raw, 6)) / len(raw) < _MIN_COMPRESSION:
             return "repeats itself (it compresses to almost nothing)"
     return ""
-
-
-def _compressed_size(raw: bytes) -> int:
-    """What ``zlib.compress(raw, 6)`` makes of ``raw``, in bytes. zlib.compress sets up a 32 KiB
-    window and its tables for every call (~55 us, most of a field's checks); a field fits a
-    4 KiB window, which deflate sets up in a quarter of the time and which, for input no
-    longer than the window, finds the same matches and writes the same stream (only the
-    header's window size differs, which does not change the length)."""
-    if len(raw) > _SMALL_WINDOW:
-        return len(zlib.compress(raw, 6))
-    packer = zlib.compressobj(6, zlib.DEFLATED, _SMALL_WINDOW_BITS)
-    return len(packer.compress(raw)) + len(packer.flush())
 
 
 def value_at(payload: Mapping[str, Any], path: str) -> Any:

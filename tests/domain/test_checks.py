@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import json
 import random
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from gen_service.domain import content
 from gen_service.domain.checking import (
     check,
     item_schema_for,
@@ -327,20 +323,3 @@ def test_brief_round_trips_through_json() -> None:
     for name in REGISTRY:
         brief = brief_for(name)
         assert ItemContext.from_json(json.loads(json.dumps(brief.to_json()))) == brief
-
-
-@given(
-    st.lists(
-        st.sampled_from(["the", "rain", "ha", "hdle", "sill", "é", "日本", "—", " ", "\n"]),
-        min_size=1,
-        max_size=1500,
-    ),
-    st.randoms(use_true_random=False),
-)
-def test_the_compression_check_measures_what_zlib_compress_does(
-    parts: list[str], rng: random.Random
-) -> None:
-    """The loop check's small-window deflate gives zlib.compress's length, below the small
-    window's limit and above it."""
-    raw = "".join(rng.choice(parts) for _ in range(len(parts) * 3)).encode()
-    assert content._compressed_size(raw) == len(zlib.compress(raw, 6))
