@@ -52,6 +52,15 @@ PRODUCTION_TYPES: tuple[tuple[str, str, int, float, bool, int], ...] = (
     ("tension_building", "quality", 12, 0.85, False, 6000),
     ("relationship_scoring", "volume", 20, 0.88, False, 5000),
 )
+# The production config's daily targets (systemd/gen-service.toml); in sequential mode, what one
+# phase of each type makes.
+PRODUCTION_DAILY = {
+    "emotional_authenticity": 1500,
+    "dramatic_irony": 1200,
+    "personality_traits": 2000,
+    "tension_building": 800,
+    "relationship_scoring": 1000,
+}
 ROLES = {"quality": "qwen3:30b-a3b", "volume": "qwen3:8b", "judge": "qwen3:32b"}
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import anyio
 from bench_common import (
+    PRODUCTION_DAILY,
     PRODUCTION_TYPES,
     FakeProcess,
     alone_rate,
@@ -190,19 +191,9 @@ class Result:
 SLOT_LOSS = SLOTS**SHARING - (SLOTS - 1) ** SHARING
 
 
-# The production config's daily targets: in sequential mode, what one phase of each type makes.
-DAILY = {
-    "emotional_authenticity": 1500,
-    "dramatic_irony": 1200,
-    "personality_traits": 2000,
-    "tension_building": 800,
-    "relationship_scoring": 1000,
-}
-
-
 def _targets(share: float) -> dict[str, int]:
     """Each type's daily target times ``share`` (1: a production day's phases)."""
-    return {name: max(1, round(DAILY[name] * share)) for name, *_ in PRODUCTION_TYPES}
+    return {name: max(1, round(PRODUCTION_DAILY[name] * share)) for name, *_ in PRODUCTION_TYPES}
 
 
 def run_once(scale: float, share: float, load_s: float, seed: int, truncate: float = 0.0) -> Result:

@@ -31,6 +31,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import Process
 from bench_common import (
+    PRODUCTION_DAILY,
     PRODUCTION_TYPES,
     fake_ollama,
     load_text,
@@ -45,13 +46,6 @@ from gen_service.service.clock import ScaledClock
 from gen_service.service.supervisor import run_service
 
 START = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)  # a Monday, midnight
-DAILY = {
-    "emotional_authenticity": 1500,
-    "dramatic_irony": 1200,
-    "personality_traits": 2000,
-    "tension_building": 800,
-    "relationship_scoring": 1000,
-}
 
 # systemd/gen-service.toml's day, its validation and dedup settings.
 SCHEDULE = """[validation]
@@ -179,7 +173,9 @@ def bench_soak(days: float, speed: float, hold_day: int, hold_hours: float) -> N
     ):
         folder = Path(tmp)
         targets = {name: 10**9 for name, *_ in PRODUCTION_TYPES}
-        path = service_config(folder, fake.url, targets=targets, daily=DAILY, schedule=SCHEDULE)
+        path = service_config(
+            folder, fake.url, targets=targets, daily=PRODUCTION_DAILY, schedule=SCHEDULE
+        )
         cfg = load_config(path)
         configure_logging("json", "warning", stream=open(os.devnull, "w"))  # noqa: SIM115
         clock = ScaledClock(START, speed)
