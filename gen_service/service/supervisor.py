@@ -180,6 +180,7 @@ async def _supervise(
                 stopping=gen.stopping,
                 grace_s=cfg.service.shutdown_grace_s,
                 observer=None if endpoint is None else endpoint.metrics,
+                clock=gen.clock,
             )
             await tg.start(write_batches, writes, batches_rx)
             if endpoint is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -290,3 +292,25 @@ async def test_an_idle_store_cuts_the_wal_back_once_the_reader_lets_go(tmp_path:
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 200 * serial
     conn.close()
+
+
+
+def test_a_store_cancelled_from_outside_closes_before_the_loop_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while open (a caller cancels the whole service), the store still waits for
+    its connection to close: a close cut short leaves the connection's thread finishing after
+    the event loop is gone, and it dies with "Event loop is closed"."""
+    failures: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+            async with Store.open(tmp_path / "c.db"):
+                scope.cancel()
+                await anyio.sleep(5)  # cancelled here
+
+    for _ in range(5):
+        anyio.run(main)
+    time.sleep(0.5)  # let any thread left behind finish
+    assert failures == []

@@ -104,7 +104,10 @@ class Store(QualityQueries):
             await _prepare(conn, path)
             yield cls(conn, path, now)
         finally:
-            await conn.close()
+            # Shielded: a close cancelled half-way leaves the connection's thread running after
+            # the event loop is gone, and it dies with "Event loop is closed" at exit.
+            with anyio.CancelScope(shield=True):
+                await conn.close()
 
     # -- runs and settings -------------------------------------------------------------------
 
