@@ -4,7 +4,7 @@ the writes arrive.
 A write is a :class:`PendingWrite`: a batch of samples from a producer, or the judge's verdicts
 on a batch. Each says what it commits and what it changes on the progress board; its
 ``committed`` event is set once it is in the database, so a producer counts its items as in
-flight until then and never overshoots a target.
+flight until then and does not ask again for what is already on its way.
 
 Each write is one transaction, except that batches already waiting in the queue when the
 writer takes one are committed together (:class:`BatchGroup`, up to :data:`MOST_GROUPED`):
