@@ -294,7 +294,6 @@ async def test_an_idle_store_cuts_the_wal_back_once_the_reader_lets_go(tmp_path:
     conn.close()
 
 
-
 def test_a_store_cancelled_from_outside_closes_before_the_loop_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
