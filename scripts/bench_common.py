@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gen_service.config import Config  # noqa: E402
+from gen_service.service.supervisor import run_service  # noqa: E402
 from gen_service.testing.fake_ollama import (  # noqa: E402
     FakeConfig,
     FakeModel,
@@ -204,6 +207,15 @@ total_target = {targets[name]}
     path = folder / "bench.toml"
     path.write_text("".join(parts))
     return path
+
+
+def run_until_done(cfg: Config) -> None:
+    """The service on ``cfg`` until every target is met, on uvloop as in production."""
+    anyio.run(
+        lambda: run_service(cfg, until_done=True),
+        backend="asyncio",
+        backend_options={"use_uvloop": True},
+    )
 
 
 def rss_mb() -> float:

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
 from bench_common import (
     PRODUCTION_DAILY,
     PRODUCTION_TYPES,
@@ -44,6 +43,7 @@ from bench_common import (
     alone_rate,
     fake_ollama,
     load_text,
+    run_until_done,
     service_config,
 )
 
@@ -51,7 +51,6 @@ from gen_service.adapters.backend import ChatRequest, Completion
 from gen_service.adapters.ollama import OllamaBackend
 from gen_service.config import load_config
 from gen_service.logs import configure_logging
-from gen_service.service.supervisor import run_service
 
 POLL_S = 0.2
 SLOTS = 4
@@ -207,11 +206,7 @@ def run_once(scale: float, share: float, load_s: float, seed: int, truncate: flo
         thread = threading.Thread(target=poller.run, daemon=True)
         thread.start()
         started = time.perf_counter()
-        anyio.run(
-            lambda: run_service(cfg, until_done=True),
-            backend="asyncio",
-            backend_options={"use_uvloop": True},
-        )
+        run_until_done(cfg)
         wall = time.perf_counter() - started
         stats = fake.stats()
         poller.stop.set()

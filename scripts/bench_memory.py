@@ -17,19 +17,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio
 from bench_common import (
     PRODUCTION_TYPES,
     fake_ollama,
     load_text,
     open_fds,
     rss_mb,
+    run_until_done,
     service_config,
 )
 
 from gen_service.config import load_config
 from gen_service.logs import configure_logging
-from gen_service.service.supervisor import run_service
 
 POLL_S = 0.5
 PER_CYCLE = 2000  # accepted samples per type per sequential cycle (its daily target)
@@ -63,9 +62,10 @@ class Sampler:
 def bench_memory(samples: int, warmup: int, every: int) -> None:
     total = samples + warmup
     per_type = -(-total // len(PRODUCTION_TYPES))
+    cycle = min(PER_CYCLE, per_type)  # a daily target may not exceed the total
     print(
         f"{total:,} accepted samples ({warmup:,} warm-up), five types in sequential cycles of"
-        f" {PER_CYCLE:,} per type, fake at time scale 0; {load_text()}"
+        f" {cycle:,} per type, fake at time scale 0; {load_text()}"
     )
     with (
         fake_ollama({"time_scale": 0.0, "remembered_items": 1000}) as fake,
@@ -74,7 +74,7 @@ def bench_memory(samples: int, warmup: int, every: int) -> None:
         folder = Path(tmp)
         targets = dict.fromkeys((t[0] for t in PRODUCTION_TYPES), per_type)
         path = service_config(
-            folder, fake.url, targets=targets, daily=dict.fromkeys(targets, PER_CYCLE)
+            folder, fake.url, targets=targets, daily=dict.fromkeys(targets, cycle)
         )
         cfg = load_config(path)
         configure_logging("json", "warning", stream=open("/dev/null", "w"))  # noqa: SIM115
@@ -83,11 +83,7 @@ def bench_memory(samples: int, warmup: int, every: int) -> None:
         print(f"before the run: RSS {rss_mb():.1f} MB, {open_fds()} descriptors")
         thread.start()
         started = time.perf_counter()
-        anyio.run(
-            lambda: run_service(cfg, until_done=True),
-            backend="asyncio",
-            backend_options={"use_uvloop": True},
-        )
+        run_until_done(cfg)
         wall = time.perf_counter() - started
         sampler.stop.set()
         thread.join()
