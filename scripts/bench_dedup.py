@@ -1,9 +1,11 @@
 """SPEC §9.4: the online near-duplicate check per sample with 100,000 samples indexed, and the
-time to rebuild the index of 100,000 (a changed ``dedup.cluster_threshold`` rebands at start).
+time to rebuild the index of 100,000 from the stored signatures (what every start does, and a
+changed ``dedup.cluster_threshold``).
 
 A real SQLite file with the service's schema is filled with ``--indexed`` accepted samples of
-one data type (the worst case: every stored band key in the type that is checked), each with
-its MinHash signature and band keys, as the writer stores them. Their prose is 120-220 words
+one data type (the worst case: every indexed sample in the type that is checked), each with
+its MinHash signature, as the writer stores them; the in-memory index is built from them as
+the service builds it at start. Their prose is 120-220 words
 drawn from the fake Ollama's word list; one in ten is a copy of an earlier one with a tenth
 or a fiftieth of its words changed, so lookups find candidates, near duplicates are found and
 clusters form.
@@ -13,8 +15,9 @@ as the service does it, in batches of 25:
 
 - **signature**: the MinHash signatures of a batch's prose, computed beside the other checks
   (``service/batch.py rows_of``), on the event loop;
-- **lookup + store**: what the writer's ``commit_batch`` spends on near-duplicates (band keys,
-  the candidates' lookup and comparison, the signature and band rows written): the time of a
+- **lookup + store**: what the writer's ``commit_batch`` spends on near-duplicates (band
+  fingerprints, the candidates' lookup in the index and comparison with their stored
+  signatures, the signature row written, the index updated): the time of a
   commit with the check less that of a commit of as many samples without it (no signatures),
   alternating batch by batch, with ``synchronous = OFF`` while it is measured so that fsync's
   time (the same for both) does not drown the difference. The index grows by the checked
@@ -37,6 +40,7 @@ from gen_service.adapters.store import Store
 from gen_service.adapters.store import batches as store_batches
 from gen_service.adapters.store.batches import NearDuplicates
 from gen_service.adapters.store.core import WRITER_CACHE_KIB
+from gen_service.adapters.store.near_index import NearIndex
 from gen_service.domain import dedup
 from gen_service.domain.records import BatchRecord, SampleRow
 from gen_service.testing.fake_ollama._text import WORDS
@@ -72,8 +76,7 @@ def _open(db: Path) -> sqlite3.Connection:
 
 
 def fill(conn: sqlite3.Connection, count: int, rng: random.Random) -> list[list[str]]:
-    """``count`` accepted samples with signatures and band keys, in one transaction."""
-    layout = NEAR.layout
+    """``count`` accepted samples with signatures, in one transaction."""
     texts: list[list[str]] = []
     conn.execute("BEGIN")
     batch_id: int | None = None
@@ -100,16 +103,6 @@ def fill(conn: sqlite3.Connection, count: int, rng: random.Random) -> list[list[
             "INSERT INTO signatures (sample_id, datatype, signature) VALUES (?, ?, ?)",
             (sample_id, DATATYPE, blob),
         )
-        keys = dedup.band_keys(dedup.from_bytes(blob), layout)
-        conn.executemany(
-            "INSERT OR IGNORE INTO lsh_bands (datatype, key, sample_id) VALUES (?, ?, ?)",
-            [(DATATYPE, key, sample_id) for key in keys],
-        )
-    conn.execute(
-        "INSERT INTO settings (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (store_batches.BANDING_SETTING, layout.to_setting()),
-    )
     conn.execute("COMMIT")
     return texts
 
@@ -153,7 +146,11 @@ def _record(
 
 
 def check(
-    conn: sqlite3.Connection, texts: list[list[str]], count: int, rng: random.Random
+    conn: sqlite3.Connection,
+    index: NearIndex,
+    texts: list[list[str]],
+    count: int,
+    rng: random.Random,
 ) -> tuple[list[float], list[float], int]:
     """Commit ``count`` new samples in batches of 25 twice over, through the writer's own
     ``commit_batch``: once with near-duplicates checked (signatures computed, looked up,
@@ -174,7 +171,7 @@ def check(
         blobs = _sign(with_check)
         t1 = time.perf_counter()
         result = store_batches.commit_batch(
-            conn, None, _record(with_check, blobs, serial, tag), NEAR
+            conn, None, _record(with_check, blobs, serial, tag), NEAR, index
         )
         t2 = time.perf_counter()
         store_batches.commit_batch(conn, None, _record(without, None, -serial - 1, tag), None)
@@ -192,6 +189,12 @@ def _ms(values: list[float]) -> str:
     return f"mean {mean * 1e3:.3f} ms, median {median * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms"
 
 
+def _load(conn: sqlite3.Connection) -> tuple[NearIndex, float]:
+    started = time.perf_counter()
+    index = NearIndex.load(conn, NEAR.layout)
+    return index, time.perf_counter() - started
+
+
 def bench_dedup(indexed: int, checks: int, rounds: int) -> None:
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,17 +203,18 @@ def bench_dedup(indexed: int, checks: int, rounds: int) -> None:
         started = time.perf_counter()
         texts = fill(conn, indexed, rng)
         filled = time.perf_counter() - started
-        bands = conn.execute("SELECT COUNT(*) FROM lsh_bands").fetchone()[0]
+        index, seconds = _load(conn)
         print(
-            f"indexed {indexed:,} samples of one type ({NEAR.layout.bands} bands x"
-            f" {NEAR.layout.rows} rows, {bands:,} band rows) in {filled:.1f} s;"
-            f" database {db.stat().st_size / 1e6:.0f} MB; {load_text()}"
+            f"stored {indexed:,} samples of one type with their signatures in {filled:.1f} s;"
+            f" database {db.stat().st_size / 1e6:.0f} MB; index built in {seconds:.1f} s"
+            f" ({NEAR.layout.bands} bands x {NEAR.layout.rows} rows, {len(index.of(DATATYPE)):,}"
+            f" fingerprints, {index.nbytes / 1e6:.1f} MB); {load_text()}"
         )
         # The check's own work, not the disk's: no fsync per commit while it is measured.
         conn.execute("PRAGMA synchronous = OFF")
         totals = []
         for r in range(rounds):
-            signing, extra, dups = check(conn, texts, checks, rng)
+            signing, extra, dups = check(conn, index, texts, checks, rng)
             per_sample = [(a + b) / BATCH for a, b in zip(signing, extra, strict=True)]
             totals.append(statistics.fmean(per_sample))
             print(
@@ -227,14 +231,12 @@ def bench_dedup(indexed: int, checks: int, rounds: int) -> None:
             f" max {max(totals) * 1e3:.3f}; target <= 0.3 ms)"
         )
         rebuilds = []
-        for threshold in (0.6, NEAR.cluster_threshold, 0.6):
-            layout = dedup.banding(threshold)
-            started = time.perf_counter()
-            count = store_batches.rebuild_bands(conn, layout)
-            rebuilds.append(time.perf_counter() - started)
+        for _ in range(3):
+            index, seconds = _load(conn)
+            rebuilds.append(seconds)
             print(
-                f"rebuild for cluster_threshold {threshold} ({layout.bands} x {layout.rows}):"
-                f" {count:,} samples in {rebuilds[-1]:.1f} s; {load_text()}"
+                f"index rebuilt from the stored signatures: {index.samples:,} samples in"
+                f" {seconds:.2f} s, {index.nbytes / 1e6:.1f} MB; {load_text()}"
             )
-        print(f"rebuild of {indexed:,}: median {statistics.median(rebuilds):.1f} s")
+        print(f"rebuild of {index.samples:,}: median {statistics.median(rebuilds):.2f} s")
         conn.close()

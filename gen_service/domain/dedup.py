@@ -8,10 +8,11 @@ datasketch (its permutations and hashing, vectorised with numpy). Two signatures
 share of their values that estimates the Jaccard similarity of the two shingle sets
 (:func:`jaccard`). Locality-sensitive hashing finds candidates without comparing with every
 sample: the signature is cut into ``b`` bands of ``r`` values and each band hashed to one
-64-bit key (:func:`band_keys`); two samples that share a key are candidates. ``b`` and ``r``
-come from datasketch's optimiser for the *cluster* threshold (the looser one), so every pair
-at the duplicate threshold is found too. Where the keys are stored and queried is the store's
-business (a table in SQLite, not an in-memory index: see ``adapters/store/batches.py``).
+32-bit fingerprint (:func:`band_fingerprints`); two samples that share one are candidates.
+``b`` and ``r`` come from datasketch's optimiser for the *cluster* threshold (the looser one),
+so every pair at the duplicate threshold is found too. Where the fingerprints are kept and
+queried is the store's business (an in-memory index rebuilt from the stored signatures at start: see
+``adapters/store/near_index.py``).
 """
 
 from __future__ import annotations
@@ -163,22 +164,32 @@ def banding(threshold: float) -> Banding:
     return Banding(int(lsh.b), int(lsh.r))
 
 
-_BAND_PREFIXES = tuple(band.to_bytes(2, "big") for band in range(NUM_PERM))
+# splitmix64's constants: a band's values folded into one 64-bit word, then mixed.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
 
 
-def band_keys(values: np.ndarray[Any, Any], layout: Banding) -> list[int]:
-    """One signed 64-bit key per band (the band's index mixed in, so equal values in two
-    bands do not collide): the keys two candidate samples share."""
-    raw = values.tobytes()  # one copy; a band's bytes are its slice of it
-    width = layout.rows * values.itemsize
-    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
-    return [
-        from_bytes(
-            blake2b(
-                _BAND_PREFIXES[band] + raw[band * width : (band + 1) * width], digest_size=8
-            ).digest(),
-            "big",
-            signed=True,
-        )
-        for band in range(layout.bands)
-    ]
+def band_fingerprints(values: np.ndarray[Any, Any], layout: Banding) -> np.ndarray[Any, Any]:
+    """One 32-bit fingerprint per band of each signature, for a (samples x NUM_PERM) matrix
+    of signatures (or one signature): a (samples x bands) uint32 matrix. Two samples whose
+    signatures agree on a band's ``rows`` values share its fingerprint (and, by chance, one
+    pair in 2**32 that do not: candidates are confirmed on their signatures). The band's
+    index is mixed in, so equal values in two bands do not collide. All in numpy, no Python
+    step per band."""
+    matrix = np.atleast_2d(np.asarray(values, dtype=np.uint32))
+    count = matrix.shape[0]
+    used = matrix[:, : layout.bands * layout.rows].astype(np.uint64)
+    used = used.reshape(count, layout.bands, layout.rows)
+    folded = np.empty((count, layout.bands), dtype=np.uint64)
+    folded[:] = (np.arange(1, layout.bands + 1, dtype=np.uint64) * _GOLDEN)[np.newaxis, :]
+    for row in range(layout.rows):  # uint64 arithmetic wraps modulo 2**64
+        folded ^= used[:, :, row]
+        folded *= _MIX1
+        folded ^= folded >> _S31
+    folded ^= folded >> _S30
+    folded *= _MIX1
+    folded ^= folded >> _S27
+    folded *= _MIX2
+    folded ^= folded >> _S31
+    return (folded >> _S32).astype(np.uint32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -17,6 +18,7 @@ from gen_service.adapters.store.review import decide, open_for_review
 from gen_service.domain import dedup
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.records import BatchRecord, SampleRow
+from gen_service.errors import StoreError
 
 pytestmark = pytest.mark.anyio
 
@@ -87,7 +89,15 @@ def test_signatures_estimate_similarity() -> None:
     assert dedup.jaccard(a, dedup.signature(prose(second))) < 0.3
     layout = dedup.banding(0.5)
     assert layout.bands * layout.rows <= dedup.NUM_PERM
-    assert len(dedup.band_keys(a, layout)) == layout.bands
+    prints = dedup.band_fingerprints(a, layout)
+    assert prints.shape == (1, layout.bands) and prints.dtype == np.uint32
+    # A band's fingerprint depends on that band's values only, and on its position.
+    b = a.copy()
+    b[0] += 1  # changes band 0 only
+    changed = dedup.band_fingerprints(b, layout)[0] != prints[0]
+    assert changed.tolist() == [True] + [False] * (layout.bands - 1)
+    same = np.tile(a[: layout.rows], dedup.NUM_PERM // layout.rows + 1)[: dedup.NUM_PERM]
+    assert len(set(dedup.band_fingerprints(same, layout)[0].tolist())) == layout.bands
 
 
 async def test_a_near_copy_is_a_duplicate_of_what_it_copies(tmp_path: Path) -> None:
@@ -166,17 +176,59 @@ async def test_a_related_sample_joins_the_cluster(tmp_path: Path) -> None:
 
 
 async def test_the_index_survives_a_restart(tmp_path: Path) -> None:
-    """The band keys are stored: after reopening the database a near-copy is still caught,
-    and nothing had to be rebuilt."""
+    """The signatures are stored: after reopening the database the index is rebuilt from
+    them and a near-copy is still caught."""
     first = examples()[0]
     db = tmp_path / "s.db"
     async with Store.open(db) as store:
-        assert await store.use_near_duplicates(NEAR) == 0  # an empty index, banded at once
+        assert await store.use_near_duplicates(NEAR) == 0  # an empty index
         await store.commit_batch(None, batch(row(first)))
+        assert await store.use_near_duplicates(NEAR) is None  # the same layout: kept
     async with Store.open(db) as store:
-        assert await store.use_near_duplicates(NEAR) is None  # the same layout: no rebuild
+        assert await store.use_near_duplicates(NEAR) == 1  # rebuilt at start
         result = await store.commit_batch(None, batch(row(a_few_words_changed(first))))
     assert result.duplicates == 1
+
+
+async def test_a_review_in_another_process_reaches_a_running_index(tmp_path: Path) -> None:
+    """A flagged batch accepted by `gen-service review` (another connection, while the
+    service runs) is back in the running service's index at its next commit; a rejected one
+    stays out."""
+    first, second = examples()[0], examples()[1]
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        await store.use_near_duplicates(NEAR)
+        kept = await store.commit_batch(None, batch(row(first)))
+        dropped = await store.commit_batch(None, batch(row(second)))
+        for committed in (kept, dropped):
+            await store.commit_judgments(
+                committed.batch_id, [], mean=0.4, flagged=True, reason="low", day="d"
+            )
+        conn = open_for_review(db)
+        decide(conn, kept.batch_id, "accepted", None, "2026-11-25T12:00:00.000+00:00")
+        decide(conn, dropped.batch_id, "rejected", None, "2026-11-25T12:00:00.000+00:00")
+        conn.close()
+        again = await store.commit_batch(
+            None, batch(row(a_few_words_changed(first)), row(a_few_words_changed(second)))
+        )
+    assert (again.duplicates, again.accepted) == (1, 1)
+    rows = samples(db)
+    assert rows[2]["duplicate_of"] == rows[0]["id"] and rows[3]["status"] == "accepted"
+
+
+async def test_a_commit_that_fails_leaves_the_index_as_it_was(tmp_path: Path) -> None:
+    """A rolled-back commit's samples never join the index: their ids are given again to the
+    next commit's samples, which must not be taken for copies of what was never stored."""
+    first, second = examples()[0], examples()[1]
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store:
+        await store.use_near_duplicates(NEAR)
+        broken = dataclasses.replace(batch(row(first)), status=None)  # NOT NULL: refused
+        with pytest.raises(StoreError):
+            await store.commit_batch(None, broken)
+        assert store.near_index is not None and store.near_index.samples == 0
+        result = await store.commit_batch(None, batch(row(second), row(first)))
+    assert (result.accepted, result.duplicates) == (2, 0)
 
 
 async def test_flagged_samples_leave_the_index_and_a_review_puts_them_back(
@@ -208,23 +260,20 @@ async def test_flagged_samples_leave_the_index_and_a_review_puts_them_back(
     assert again.duplicates == 1
 
 
-async def test_a_new_cluster_threshold_rebuilds_the_bands(tmp_path: Path) -> None:
-    """Changing the cluster threshold rebands every accepted sample from its stored
-    signature, and near-copies are still caught afterwards."""
+async def test_a_new_cluster_threshold_rebuilds_the_index(tmp_path: Path) -> None:
+    """Changing the cluster threshold rebuilds the index for the new band layout from the
+    stored signatures, and near-copies are still caught afterwards."""
     rows = [row(e) for e in examples()[:5]]
     db = tmp_path / "s.db"
     async with Store.open(db) as store:
         await store.use_near_duplicates(NEAR)
         await store.commit_batch(None, batch(*rows))
-    async with Store.open(db) as store:
         looser = NearDuplicates(threshold=0.85, cluster_threshold=0.3)
         assert await store.use_near_duplicates(looser) == 5
+        assert store.near_index is not None
+        assert store.near_index.layout == dedup.banding(0.3) != dedup.banding(0.5)
         result = await store.commit_batch(None, batch(row(a_few_words_changed(examples()[2]))))
     assert result.duplicates == 1
-    conn = sqlite3.connect(db)
-    layouts = {n for (n,) in conn.execute("SELECT COUNT(*) FROM lsh_bands GROUP BY sample_id")}
-    conn.close()
-    assert layouts == {dedup.banding(0.3).bands}
 
 
 async def test_the_sweep_signs_older_samples_and_finds_their_copies(tmp_path: Path) -> None:

@@ -7,18 +7,19 @@ accepted sample the duplicate decisions, in the order the samples came:
 - **exact**: the same prose hash as an accepted sample of its type (the unique index agrees);
 - **near**: a MinHash signature (``domain/dedup.py``) whose estimated Jaccard similarity with
   an accepted sample of its type is at least ``threshold``. Candidates come from the LSH band
-  keys in ``lsh_bands`` (a clustered table: one indexed lookup per band, no index in memory,
-  nothing to rebuild at start); their signatures (``signatures``) decide.
+  fingerprints of the in-memory index (``near_index.py``, rebuilt from the stored signatures
+  at start); their stored signatures (``signatures``) decide.
 
 A duplicate points at what it copies (``duplicate_of``). Every accepted sample gets a cluster:
 that of its most similar accepted sample at or above ``cluster_threshold``, else its own id
 (a cluster is named after its first member, so ids never move). An accepted sample's
-signature and band keys are stored with it, so the next sample sees it, even later in the same
-batch. Flagged samples leave the bands (:func:`forget`) and come back on review
-(:func:`remember`).
+signature is stored with it and its fingerprints join the index once the transaction commits,
+so the next sample sees it (a later one in the same batch too). Flagged samples leave the
+index and come back on review: the index follows their status (``index_log``).
 
 A commit reads before it writes: the exact twins of the batch in one query, the candidates
-sharing a band key with any of its samples in another (and their signatures), then decides
+sharing a band fingerprint with any of its samples from the index (and their signatures from
+the database in one query), then decides
 sample by sample with the batch's own earlier samples held as the database would show them,
 and writes every row with one statement per table (the ids are the ones SQLite would give).
 """
@@ -33,10 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from gen_service.adapters.store.near_index import BandIndex, NearIndex
 from gen_service.domain import dedup
 from gen_service.domain.records import BatchRecord, CommitResult
-
-BANDING_SETTING = "lsh_banding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,60 +58,16 @@ class Match:
     similarity: float
 
 
-def best_match(
-    conn: sqlite3.Connection, datatype: str, values: Any, keys: Sequence[int]
-) -> Match | None:
-    """The accepted sample of ``datatype`` most similar to ``values`` among those sharing a
-    band key, or None."""
-    marks = ",".join("?" * len(keys))
-    rows = conn.execute(
-        "SELECT s.sample_id, s.signature, COALESCE(x.cluster_id, s.sample_id)"
-        " FROM signatures s JOIN samples x ON x.id = s.sample_id"
-        " WHERE s.sample_id IN (SELECT DISTINCT sample_id FROM lsh_bands"
-        f"   WHERE datatype = ? AND key IN ({marks}))",
-        (datatype, *keys),
-    ).fetchall()
-    best: Match | None = None
-    for sample_id, blob, cluster_id in rows:
-        similarity = dedup.jaccard(values, dedup.from_bytes(blob))
-        if best is None or similarity > best.similarity:
-            best = Match(int(sample_id), int(cluster_id), similarity)
-    return best
-
-
-def remember(conn: sqlite3.Connection, sample_ids: Sequence[int], layout: dedup.Banding) -> None:
-    """Put stored signatures back into the bands (a review accepted their samples)."""
-    for sample_id in sample_ids:
-        row = conn.execute(
-            "SELECT datatype, signature FROM signatures WHERE sample_id = ?", (sample_id,)
-        ).fetchone()
-        if row is not None:
-            _add_bands(conn, sample_id, row[0], dedup.band_keys(dedup.from_bytes(row[1]), layout))
-
-
-def forget(conn: sqlite3.Connection, sample_ids: Sequence[int]) -> None:
-    """Take samples out of the bands (their batch was flagged): their replacements must not be
-    refused as copies of them. Their signatures stay for a review that puts them back."""
-    conn.executemany("DELETE FROM lsh_bands WHERE sample_id = ?", [(i,) for i in sample_ids])
-
-
-def _add_bands(conn: sqlite3.Connection, sample_id: int, datatype: str, keys: list[int]) -> None:
-    insert_rows(
-        conn,
-        "INSERT OR IGNORE INTO lsh_bands (datatype, key, sample_id) VALUES ",
-        [(datatype, key, sample_id) for key in keys],
-    )
-
-
 def commit_batch(
     conn: sqlite3.Connection,
     run_id: int | None,
     batch: BatchRecord,
     near: NearDuplicates | None,
+    index: NearIndex | None = None,
 ) -> CommitResult:
     """Insert ``batch`` and its samples in one transaction, deciding exact and near
     duplicates and clusters; rolled back whole on any error (the caller translates it)."""
-    (result,) = commit_batches(conn, run_id, [batch], near)
+    (result,) = commit_batches(conn, run_id, [batch], near, index)
     return result
 
 
@@ -120,17 +76,27 @@ def commit_batches(
     run_id: int | None,
     records: Sequence[BatchRecord],
     near: NearDuplicates | None,
+    index: NearIndex | None = None,
 ) -> list[CommitResult]:
     """Insert ``records`` in order, each as :func:`commit_batch` does (a later one sees the
-    earlier ones' samples), in one transaction: all of them or, on any error, none."""
+    earlier ones' samples), in one transaction: all of them or, on any error, none. With
+    ``near``, ``index`` is the near-duplicate index (its layout ``near.layout``); the
+    accepted samples join it once the transaction has committed."""
+    if near is not None and index is None:
+        raise ValueError("near-duplicate checks need the index")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        results = _commit(conn, run_id, records, near)
+        if near is not None and index is not None:
+            index.catch_up(conn)
+        results, additions = _commit(conn, run_id, records, near, index)
+        position = index.log_position(conn) if index is not None and additions else 0
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    if index is not None and additions:
+        index.committed(additions, position)
     return results
 
 
@@ -151,28 +117,33 @@ def _commit(
     run_id: int | None,
     records: Sequence[BatchRecord],
     near: NearDuplicates | None,
-) -> list[CommitResult]:
+    index: NearIndex | None,
+) -> tuple[list[CommitResult], list[tuple[str, int, list[int]]]]:
     # The decisions come first, from a few reads per data type (the exact twins of every
-    # sample, then the near-duplicate candidates sharing a band key with any of them), with
+    # sample, then the near-duplicate candidates sharing a band fingerprint with any of them), with
     # the group's own earlier samples held in memory as the database would show them; then
     # every row is written, a few statements per table. The ids are the ones SQLite would
     # give, one after another.
-    layout = near.layout if near is not None else None
     exact: dict[str, dict[str, int]] = {}  # data type -> accepted hash -> sample id
-    index: dict[str, _Candidates] = {}
-    keys_of: dict[tuple[int, int], list[int]] = {}  # (record, position) -> band keys
+    candidates_of: dict[str, _Candidates] = {}
+    keys_of: dict[tuple[int, int], list[int]] = {}  # (record, position) -> band fingerprints
     for datatype in dict.fromkeys(r.datatype for r in records):
         mine = [(i, r) for i, r in enumerate(records) if r.datatype == datatype]
         exact[datatype] = _exact_twins(conn, datatype, [r for _, r in mine])
-        if layout is not None:
-            for i, record in mine:
-                for position, sample in enumerate(record.samples):
-                    if sample.status == "accepted" and sample.signature is not None:
-                        signature = dedup.from_bytes(sample.signature)
-                        keys_of[(i, position)] = dedup.band_keys(signature, layout)
-        index[datatype] = _Candidates.load(
-            conn, datatype, [k for (i, _), k in keys_of.items() if records[i].datatype == datatype]
-        )
+        if index is None:
+            candidates_of[datatype] = _Candidates()
+            continue
+        signed = [
+            ((i, position), sample.signature)
+            for i, record in mine
+            for position, sample in enumerate(record.samples)
+            if sample.status == "accepted" and sample.signature is not None
+        ]
+        if signed:
+            prints = index.fingerprints([blob for _, blob in signed]).tolist()
+            keys_of.update(zip([at for at, _ in signed], prints, strict=True))
+        mine_keys = [k for (i, _), k in keys_of.items() if records[i].datatype == datatype]
+        candidates_of[datatype] = _Candidates.load(conn, index.of(datatype), mine_keys)
     next_batch = _next_id(conn, "batches")
     next_sample = _next_id(conn, "samples")
 
@@ -180,10 +151,10 @@ def _commit(
     batch_rows: list[tuple[Any, ...]] = []
     sample_rows: list[tuple[Any, ...]] = []
     signature_rows: list[tuple[int, str, bytes]] = []
-    band_rows: list[tuple[str, int, int]] = []
+    additions: list[tuple[str, int, list[int]]] = []  # join the index once committed
     for i, batch in enumerate(records):
         batch_id = next_batch + i
-        twins, candidates = exact[batch.datatype], index[batch.datatype]
+        twins, candidates = exact[batch.datatype], candidates_of[batch.datatype]
         accepted = rejected = duplicates = 0
         for position, sample in enumerate(batch.samples):
             sample_id = next_sample
@@ -221,7 +192,7 @@ def _commit(
                 if sample.signature is not None:
                     signature_rows.append((sample_id, batch.datatype, sample.signature))
                     if keys:
-                        band_rows.extend((batch.datatype, key, sample_id) for key in keys)
+                        additions.append((batch.datatype, sample_id, keys))
                         candidates.add(sample_id, cluster_id, values, keys)
             elif status == "duplicate":
                 duplicates += 1
@@ -288,10 +259,7 @@ def _commit(
     insert_rows(
         conn, "INSERT INTO signatures (sample_id, datatype, signature) VALUES ", signature_rows
     )
-    insert_rows(
-        conn, "INSERT OR IGNORE INTO lsh_bands (datatype, key, sample_id) VALUES ", band_rows
-    )
-    return results
+    return results, additions
 
 
 def _exact_twins(
@@ -356,8 +324,9 @@ def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
 
 class _Candidates:
     """The near-duplicate candidates of one batch: the accepted samples of its type that share
-    a band key with any of its samples (read once), and its own accepted samples as they are
-    added. :meth:`best` answers what :func:`best_match` would ask the database at that point."""
+    a band fingerprint with any of its samples (looked up once, their signatures read in one
+    query), and its own accepted samples as they are added. :meth:`best` answers which
+    accepted sample is most similar at that point of the commit."""
 
     def __init__(self) -> None:
         self._by_key: dict[int, set[int]] = {}
@@ -366,29 +335,24 @@ class _Candidates:
 
     @classmethod
     def load(
-        cls, conn: sqlite3.Connection, datatype: str, key_lists: Iterable[Sequence[int]]
+        cls, conn: sqlite3.Connection, bands: BandIndex, key_lists: Iterable[Sequence[int]]
     ) -> _Candidates:
-        index = cls()
-        wanted = sorted({key for keys in key_lists for key in keys})
-        ids: set[int] = set()
-        for chunk in _chunks(wanted):
-            for key, sample_id in conn.execute(
-                "SELECT key, sample_id FROM lsh_bands"
-                f" WHERE datatype = ? AND key IN ({','.join('?' * len(chunk))})",
-                (datatype, *chunk),
-            ):
-                index._by_key.setdefault(key, set()).add(sample_id)
-                ids.add(sample_id)
-        for chunk in _chunks(sorted(ids)):
+        candidates = cls()
+        candidates._by_key = {
+            key: set(ids)
+            for key, ids in bands.lookup(key for keys in key_lists for key in keys).items()
+        }
+        ids = sorted({i for found in candidates._by_key.values() for i in found})
+        for chunk in _chunks(ids):
             for sample_id, blob, cluster_id in conn.execute(
                 "SELECT s.sample_id, s.signature, COALESCE(x.cluster_id, s.sample_id)"
                 " FROM signatures s JOIN samples x ON x.id = s.sample_id"
                 f" WHERE s.sample_id IN ({','.join('?' * len(chunk))})",
                 tuple(chunk),
             ):
-                index._signatures[sample_id] = dedup.from_bytes(blob)
-                index._clusters[sample_id] = cluster_id
-        return index
+                candidates._signatures[sample_id] = dedup.from_bytes(blob)
+                candidates._clusters[sample_id] = cluster_id
+        return candidates
 
     def add(self, sample_id: int, cluster_id: int, values: Any, keys: Sequence[int]) -> None:
         self._signatures[sample_id] = values
@@ -411,39 +375,6 @@ class _Candidates:
         return Match(ids[best], int(self._clusters[ids[best]]), similarity)
 
 
-def rebuild_bands(conn: sqlite3.Connection, layout: dedup.Banding) -> int:
-    """Recompute every accepted sample's band keys for ``layout`` (the cluster threshold
-    changed); returns how many samples were banded."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("DELETE FROM lsh_bands")
-        rows = conn.execute(
-            "SELECT s.sample_id, s.datatype, s.signature FROM signatures s"
-            " JOIN samples x ON x.id = s.sample_id WHERE x.status = 'accepted'"
-        )
-        count = 0
-        batch: list[tuple[str, int, int]] = []
-        for sample_id, datatype, blob in rows:
-            for key in dedup.band_keys(dedup.from_bytes(blob), layout):
-                batch.append((datatype, key, sample_id))
-            count += 1
-            if len(batch) >= 50_000:
-                conn.executemany("INSERT OR IGNORE INTO lsh_bands VALUES (?, ?, ?)", batch)
-                batch.clear()
-        conn.executemany("INSERT OR IGNORE INTO lsh_bands VALUES (?, ?, ?)", batch)
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (BANDING_SETTING, layout.to_setting()),
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return count
-
-
 @dataclass(frozen=True, slots=True)
 class SweepChunk:
     """What one chunk of the near-duplicate sweep did."""
@@ -453,28 +384,46 @@ class SweepChunk:
 
 
 def sweep_chunk(
-    conn: sqlite3.Connection, near: NearDuplicates, limit: int, signature_of: Any
+    conn: sqlite3.Connection,
+    near: NearDuplicates,
+    index: NearIndex,
+    limit: int,
+    signature_of: Any,
 ) -> SweepChunk:
     """Give up to ``limit`` accepted samples that have no signature yet (written before
     near-duplicates were checked, or imported) one, in id order, in one transaction: a
     near-copy of an earlier accepted sample becomes its duplicate, the others get a cluster and
-    join the bands. ``signature_of(datatype, payload_text) -> bytes`` computes a signature."""
-    layout = near.layout
+    join the index. ``signature_of(datatype, payload_text) -> bytes`` computes a signature."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        index.catch_up(conn)
         rows = conn.execute(
             "SELECT x.id, x.datatype, x.payload FROM samples x"
             " LEFT JOIN signatures s ON s.sample_id = x.id"
             " WHERE x.status = 'accepted' AND s.sample_id IS NULL ORDER BY x.id LIMIT ?",
             (limit,),
         ).fetchall()
+        signed = [(int(i), t, signature_of(t, payload)) for i, t, payload in rows]
+        prints = index.fingerprints([blob for _, _, blob in signed]).tolist() if signed else []
+        candidates = {
+            datatype: _Candidates.load(
+                conn,
+                index.of(datatype),
+                [k for (_, t, _), k in zip(signed, prints, strict=True) if t == datatype],
+            )
+            for datatype in {t for _, t, _ in signed}
+        }
         duplicates = 0
-        for sample_id, datatype, payload in rows:
-            blob = signature_of(datatype, payload)
+        additions: list[tuple[str, int, list[int]]] = []
+        for (sample_id, datatype, blob), keys in zip(signed, prints, strict=True):
             values = dedup.from_bytes(blob)
-            keys = dedup.band_keys(values, layout)
-            match = best_match(conn, datatype, values, keys)
+            match = candidates[datatype].best(values, keys)
+            conn.execute(
+                "INSERT INTO signatures (sample_id, datatype, signature) VALUES (?, ?, ?)",
+                (sample_id, datatype, blob),
+            )
             if match is not None and match.similarity >= near.threshold:
+                # Its signature is kept (so it is not examined again), outside the index.
                 conn.execute(
                     "UPDATE samples SET status = 'duplicate', duplicate_of = ?, reason = ?"
                     " WHERE id = ?",
@@ -486,27 +435,22 @@ def sweep_chunk(
                     ),
                 )
                 duplicates += 1
-                # Its signature is kept (so it is not examined again), outside the bands.
-                conn.execute(
-                    "INSERT INTO signatures (sample_id, datatype, signature) VALUES (?, ?, ?)",
-                    (sample_id, datatype, blob),
-                )
                 continue
             cluster = (
                 match.cluster_id if match and match.similarity >= near.cluster_threshold else None
             )
-            conn.execute(
-                "UPDATE samples SET cluster_id = COALESCE(?, cluster_id, id) WHERE id = ?",
+            (cluster_id,) = conn.execute(
+                "UPDATE samples SET cluster_id = COALESCE(?, cluster_id, id) WHERE id = ?"
+                " RETURNING cluster_id",
                 (cluster, sample_id),
-            )
-            conn.execute(
-                "INSERT INTO signatures (sample_id, datatype, signature) VALUES (?, ?, ?)",
-                (sample_id, datatype, blob),
-            )
-            _add_bands(conn, sample_id, datatype, keys)
+            ).fetchone()
+            candidates[datatype].add(sample_id, int(cluster_id), values, keys)
+            additions.append((datatype, sample_id, keys))
+        position = index.log_position(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    index.committed(additions, position)
     return SweepChunk(len(rows), duplicates)

@@ -25,6 +25,7 @@ import anyio
 
 from gen_service.adapters.store import batches
 from gen_service.adapters.store.batches import NearDuplicates
+from gen_service.adapters.store.near_index import NearIndex
 from gen_service.adapters.store.quality import QualityQueries
 from gen_service.adapters.store.readonly import open_readonly as open_readonly  # re-exported
 from gen_service.adapters.store.readonly import query as query  # re-exported
@@ -34,9 +35,9 @@ from gen_service.errors import StoreError, StoreUnavailable
 
 WAL_SIZE_LIMIT = 32 * 2**20  # bytes the -wal file is cut back to after a long reader
 # The writer's page cache. SQLite's default (2 MiB) holds little more than the tables' upper
-# levels, so the near-duplicate index's random band keys read nearly every leaf from the file
-# again: 16 MiB keeps the index's interior pages and the recent leaves (the band lookup and
-# insert per sample: 0.44 -> 0.13 ms with 100,000 samples indexed), a fixed cost in memory.
+# levels; the exact-duplicate lookup (a random hash per sample in the accepted-hash index) and
+# the candidates' signatures read leaves from all over the file: 16 MiB keeps the interior
+# pages and the recent leaves, a fixed cost in memory.
 WRITER_CACHE_KIB = 16 * 1024
 BUSY_TIMEOUT_MS = 10_000
 
@@ -82,6 +83,7 @@ class Store(QualityQueries):
         self._conn = conn
         self.path = path
         self.near: NearDuplicates | None = None  # how near-duplicates are decided; None: off
+        self._index: NearIndex | None = None  # the near-duplicate index, with ``near``
         self._now = now  # the service's Clock, so a scaled clock's runs stamp scaled times
         # One connection, several tasks (writer, scheduler, reload): a statement from one must
         # never land inside another's open transaction.
@@ -178,7 +180,9 @@ class Store(QualityQueries):
     async def commit_batch(self, run_id: int | None, batch: BatchRecord) -> CommitResult:
         """Insert a batch and its samples in one transaction, deciding exact and near
         duplicates and clusters (see :mod:`gen_service.adapters.store.batches`)."""
-        result: CommitResult = await self._run(batches.commit_batch, run_id, batch, self.near)
+        result: CommitResult = await self._run(
+            batches.commit_batch, run_id, batch, self.near, self._index
+        )
         return result
 
     async def commit_batches(
@@ -187,34 +191,38 @@ class Store(QualityQueries):
         """Several batches, in order, in one transaction (each decided as
         :meth:`commit_batch` decides it): all of them or none."""
         results: list[CommitResult] = await self._run(
-            batches.commit_batches, run_id, list(records), self.near
+            batches.commit_batches, run_id, list(records), self.near, self._index
         )
         return results
 
     async def use_near_duplicates(self, near: NearDuplicates | None) -> int | None:
-        """Decide near-duplicates with ``near`` from now on. When the band layout it needs is
-        not the one the stored bands were made with (the cluster threshold changed), rebuild
-        them from the stored signatures; returns how many samples that rebanded, or None."""
-        self.near = near
+        """Decide near-duplicates with ``near`` from now on. The index is built from the
+        stored signatures when there is none yet (at start) or the band layout changed (the
+        cluster threshold did); returns how many samples it then holds, or None when the
+        index in memory was kept."""
         if near is None:
+            self.near, self._index = None, None
             return None
-        wanted = near.layout.to_setting()
-        async with self._conn.execute(
-            "SELECT value FROM settings WHERE key = ?", (batches.BANDING_SETTING,)
-        ) as cur:
-            row = await cur.fetchone()
-        if row is not None and row[0] == wanted:
+        if self._index is not None and self._index.layout == near.layout:
+            self.near = near
             return None
-        return int(await self._run(batches.rebuild_bands, near.layout))
+        index: NearIndex = await self._run(NearIndex.load, near.layout)
+        self.near, self._index = near, index
+        return index.samples
+
+    @property
+    def near_index(self) -> NearIndex | None:
+        """The near-duplicate index in memory (None while near-duplicates are off)."""
+        return self._index
 
     async def sweep_near_duplicates(
         self, limit: int, signature_of: Callable[[str, str], bytes]
     ) -> batches.SweepChunk:
         """One chunk of the near-duplicate sweep (see :func:`batches.sweep_chunk`)."""
-        if self.near is None:
+        if self.near is None or self._index is None:
             return batches.SweepChunk(0, 0)
         chunk: batches.SweepChunk = await self._run(
-            batches.sweep_chunk, self.near, limit, signature_of
+            batches.sweep_chunk, self.near, self._index, limit, signature_of
         )
         return chunk
 

@@ -188,6 +188,9 @@ class QualityQueries:
             )
             flagged_samples = 0
             if flagged:
+                # Out of the near-duplicate index (index_log's trigger tells the writer): a
+                # replacement must not be refused as a copy of what it replaces (the
+                # signatures stay, for a review).
                 cur = await self._conn.execute(
                     "UPDATE samples SET status = 'flagged' WHERE batch_id = ?"
                     " AND status = 'accepted'",
@@ -195,13 +198,6 @@ class QualityQueries:
                 )
                 flagged_samples = cur.rowcount
                 await cur.close()
-                # Out of the near-duplicate bands: a replacement must not be refused as a
-                # copy of what it replaces (the signatures stay, for a review).
-                await self._conn.execute(
-                    "DELETE FROM lsh_bands WHERE sample_id IN"
-                    " (SELECT id FROM samples WHERE batch_id = ? AND status = 'flagged')",
-                    (batch_id,),
-                )
         return FlagOutcome(flagged_samples, batch_day, datatype)
 
     async def pending_regenerations(

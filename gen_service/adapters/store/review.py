@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gen_service.adapters.store.batches import BANDING_SETTING, remember
-from gen_service.domain import dedup
 from gen_service.errors import EXIT_USAGE, GenServiceError, StoreError
 
 Decision = Literal["accepted", "rejected"]
@@ -153,7 +151,6 @@ def decide(
     try:
         conn.execute("BEGIN IMMEDIATE")
         changed = 0
-        restored: list[int] = []
         if decision == "accepted":
             flagged = conn.execute(
                 "SELECT id, datatype, content_hash FROM samples WHERE batch_id = ?"
@@ -167,8 +164,9 @@ def decide(
                     (s["datatype"], s["content_hash"]),
                 ).fetchone()
                 if twin is None:
+                    # Back in the near-duplicate index: the status trigger writes index_log,
+                    # which a running service reads before its next commit.
                     conn.execute("UPDATE samples SET status = 'accepted' WHERE id = ?", (s["id"],))
-                    restored.append(s["id"])
                 else:
                     conn.execute(
                         "UPDATE samples SET status = 'duplicate', reason = ? WHERE id = ?",
@@ -182,9 +180,6 @@ def decide(
                 (f"review: rejected{': ' + note if note else ''}", batch_id),
             )
             changed = cur.rowcount
-        layout = stored_banding(conn)
-        if restored and layout is not None:  # back into the near-duplicate bands
-            remember(conn, restored, layout)
         conn.execute(
             "UPDATE batches SET review = ?, reviewed_at = ? WHERE id = ?", (decision, now, batch_id)
         )
@@ -197,18 +192,6 @@ def decide(
         conn.execute("ROLLBACK")
         raise StoreError(f"the review of batch {batch_id} could not be stored: {exc}") from None
     return changed
-
-
-def stored_banding(conn: sqlite3.Connection) -> dedup.Banding | None:
-    """The band layout the stored LSH keys were made with ("128:25x5"), or None."""
-    row = conn.execute("SELECT value FROM settings WHERE key = ?", (BANDING_SETTING,)).fetchone()
-    if row is None:
-        return None
-    perms, _, layout = str(row[0]).partition(":")
-    bands, _, rows = layout.partition("x")
-    if not (perms.isdigit() and bands.isdigit() and rows.isdigit()):
-        return None
-    return dedup.Banding(int(bands), int(rows))
 
 
 def _unknown(conn: sqlite3.Connection, batch_id: int) -> str:

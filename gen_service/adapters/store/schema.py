@@ -347,6 +347,29 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN backend TEXT;
     ALTER TABLE runs ADD COLUMN test_double INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: the near-duplicate index moves into memory (rebuilt from the signatures at start: a
+    # band key per band and sample written at every commit cost more than the rest of the
+    # check). A sample is in the index when it is accepted and has a signature; index_log
+    # tells a running service what other connections changed (a review, a flag, another
+    # writer): the triggers append the id of every sample that gained a signature or entered
+    # or left 'accepted', and the service replays the log's tail before each commit.
+    """
+    DROP TABLE lsh_bands;
+    DELETE FROM settings WHERE key = 'lsh_banding';
+    CREATE TABLE index_log (
+        seq        INTEGER PRIMARY KEY,
+        sample_id  INTEGER NOT NULL
+    );
+    CREATE TRIGGER index_log_signed AFTER INSERT ON signatures
+    BEGIN
+        INSERT INTO index_log (sample_id) VALUES (new.sample_id);
+    END;
+    CREATE TRIGGER index_log_status AFTER UPDATE OF status ON samples
+    WHEN (old.status = 'accepted') <> (new.status = 'accepted')
+    BEGIN
+        INSERT INTO index_log (sample_id) VALUES (new.id);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
