@@ -302,3 +302,43 @@ async def test_the_sweep_signs_older_samples_and_finds_their_copies(tmp_path: Pa
     assert rows[2]["status"] == "duplicate" and rows[2]["duplicate_of"] == rows[0]["id"]
     assert rows[0]["cluster_id"] == rows[0]["id"] and rows[1]["cluster_id"] == rows[1]["id"]
     assert later.duplicates == 1  # the swept samples are in the index
+
+
+async def test_a_schema_6_database_keeps_its_index(tmp_path: Path) -> None:
+    """A database whose bands were stored in SQLite (schema 6) migrates: the band table goes,
+    the signatures stay, and the index rebuilt from them still catches a near-copy."""
+    from gen_service.adapters.store.schema import MIGRATIONS
+
+    first = examples()[0]
+    db = tmp_path / "s.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for migration in MIGRATIONS[:6]:
+        conn.executescript(migration)
+    conn.execute("PRAGMA user_version = 6")
+    batch_id = conn.execute(
+        "INSERT INTO batches (datatype, model, status, attempts, requested, created_at, day)"
+        " VALUES (?, 'm', 'ok', 1, 1, '2026-11-25T10:00:00.000+00:00', '2026-11-25')",
+        (TYPE,),
+    ).lastrowid
+    sample = row(first)
+    sample_id = conn.execute(
+        "INSERT INTO samples (batch_id, datatype, status, content_hash, payload, created_at, day)"
+        " VALUES (?, ?, 'accepted', ?, ?, '2026-11-25T10:00:00.000+00:00', '2026-11-25')",
+        (batch_id, TYPE, sample.content_hash, sample.payload_json),
+    ).lastrowid
+    conn.execute(
+        "INSERT INTO signatures (sample_id, datatype, signature) VALUES (?, ?, ?)",
+        (sample_id, TYPE, sample.signature),
+    )
+    conn.execute("INSERT INTO lsh_bands VALUES (?, 1, ?)", (TYPE, sample_id))
+    conn.execute("INSERT INTO settings (key, value) VALUES ('lsh_banding', '128:25x5')")
+    conn.close()
+    async with Store.open(db) as store:
+        assert await store.use_near_duplicates(NEAR) == 1
+        result = await store.commit_batch(None, batch(row(a_few_words_changed(first))))
+    assert result.duplicates == 1
+    conn = sqlite3.connect(db)
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    settings = conn.execute("SELECT key FROM settings WHERE key = 'lsh_banding'").fetchall()
+    conn.close()
+    assert "lsh_bands" not in tables and "index_log" in tables and settings == []

@@ -105,10 +105,10 @@ class BandIndex:
             dropped = set(gone.tolist())
             pending: dict[int, list[int]] = {}
             pairs = 0
-            for fp, owners in self._pending.items():
+            for key, owners in self._pending.items():
                 kept = [i for i in owners if i not in dropped]
                 if kept:
-                    pending[fp] = kept
+                    pending[key] = kept
                     pairs += len(kept)
             self._pending, self._pending_pairs = pending, pairs
 
