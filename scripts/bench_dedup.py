@@ -40,7 +40,7 @@ from gen_service.adapters.store import Store
 from gen_service.adapters.store import batches as store_batches
 from gen_service.adapters.store.batches import NearDuplicates
 from gen_service.adapters.store.core import WRITER_CACHE_KIB
-from gen_service.adapters.store.near_index import NearIndex
+from gen_service.adapters.store.near_index import SCHEME_SETTING, NearIndex
 from gen_service.domain import dedup
 from gen_service.domain.records import BatchRecord, SampleRow
 from gen_service.testing.fake_ollama._text import WORDS
@@ -103,6 +103,13 @@ def fill(conn: sqlite3.Connection, count: int, rng: random.Random) -> list[list[
             "INSERT INTO signatures (sample_id, datatype, signature) VALUES (?, ?, ?)",
             (sample_id, DATATYPE, blob),
         )
+    # Signed with today's scheme, as the service's own signatures are (the index would sign
+    # them again from their payloads otherwise).
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (SCHEME_SETTING, dedup.SIGNATURE_SCHEME),
+    )
     conn.execute("COMMIT")
     return texts
 

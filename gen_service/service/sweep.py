@@ -9,32 +9,14 @@ into duplicates and giving the rest their cluster.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import structlog
 
-from gen_service.domain import dedup
-from gen_service.domain.content import string_fields
-from gen_service.domain.datatypes import REGISTRY
+from gen_service.domain.signing import signature_of
 from gen_service.service.runner import ProcessingJob
 
 log = structlog.get_logger("gen_service.sweep")
 
 CHUNK = 200  # samples per transaction
-
-
-def signature_of(datatype: str, payload: str) -> bytes:
-    """The signature of a stored sample's prose; a payload today's model no longer reads is
-    signed from all of its text."""
-    data: Any = json.loads(payload)
-    spec = REGISTRY.get(datatype)
-    try:
-        assert spec is not None
-        text = spec.text_for_dedup(spec.model.model_validate(data))
-    except Exception:
-        text = "\n".join(t for _, _, t in string_fields(data))
-    return dedup.signature_bytes(text)
 
 
 async def sweep_near_duplicates(job: ProcessingJob) -> None:

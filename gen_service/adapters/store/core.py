@@ -34,11 +34,10 @@ from gen_service.domain.records import BatchRecord, CommitResult
 from gen_service.errors import StoreError, StoreUnavailable
 
 WAL_SIZE_LIMIT = 32 * 2**20  # bytes the -wal file is cut back to after a long reader
-# The writer's page cache. SQLite's default (2 MiB) holds little more than the tables' upper
-# levels; the exact-duplicate lookup (a random hash per sample in the accepted-hash index) and
-# the candidates' signatures read leaves from all over the file: 16 MiB keeps the interior
-# pages and the recent leaves, a fixed cost in memory.
-WRITER_CACHE_KIB = 16 * 1024
+# The writer's page cache: twice SQLite's default. The writer's reads are the exact-duplicate
+# lookup (a random hash per sample in the accepted-hash index) and the few candidates'
+# signatures; the near-duplicate index is in memory (adapters/store/near_index.py).
+WRITER_CACHE_KIB = 4 * 1024
 BUSY_TIMEOUT_MS = 10_000
 
 

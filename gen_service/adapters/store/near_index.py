@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 
 from gen_service.domain import dedup
+from gen_service.domain.signing import signature_of
 
 _MERGE_AT = 25_000  # pending (fingerprint, sample) pairs before they become a sorted run
 _LOAD_CHUNK = 20_000  # signatures read and fingerprinted at once while loading
+SCHEME_SETTING = "signature_scheme"  # settings key: what the stored signatures were made with
 
 
 class BandIndex:
@@ -145,6 +147,7 @@ class NearIndex:
         self.samples = 0  # samples added (less those taken out)
         self._types: dict[str, BandIndex] = {}
         self._seen = 0  # the last index_log entry applied
+        self.resigned = 0  # stored signatures computed again while loading (a new scheme)
 
     def of(self, datatype: str) -> BandIndex:
         index = self._types.get(datatype)
@@ -165,8 +168,10 @@ class NearIndex:
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, layout: dedup.Banding) -> NearIndex:
-        """Every accepted sample with a signature, from one consistent read of the database."""
+        """Every accepted sample with a signature, from one consistent read of the database
+        (after signing again, once, what an earlier signature scheme signed)."""
         index = cls(layout)
+        index.resigned = resign_stale(conn)
         conn.execute("BEGIN")
         try:
             (seen,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM index_log").fetchone()
@@ -231,3 +236,38 @@ class NearIndex:
             self.of(datatype).add(sample_id, fingerprints)
         self.samples += len(additions)
         self._seen = max(self._seen, log_position)
+
+
+def resign_stale(conn: sqlite3.Connection) -> int:
+    """Compute every stored signature again from its sample when they were made with another
+    scheme than ``dedup.SIGNATURE_SCHEME`` (their values would not be comparable), in one
+    transaction, and record the scheme; returns how many were signed again."""
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (SCHEME_SETTING,)).fetchone()
+    if row is not None and row[0] == dedup.SIGNATURE_SCHEME:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        count, last = 0, 0
+        while rows := conn.execute(
+            "SELECT s.sample_id, s.datatype, x.payload FROM signatures s"
+            " JOIN samples x ON x.id = s.sample_id WHERE s.sample_id > ?"
+            " ORDER BY s.sample_id LIMIT ?",
+            (last, _LOAD_CHUNK // 10),
+        ).fetchall():
+            conn.executemany(
+                "UPDATE signatures SET signature = ? WHERE sample_id = ?",
+                [(signature_of(datatype, payload), i) for i, datatype, payload in rows],
+            )
+            count += len(rows)
+            last = int(rows[-1][0])
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (SCHEME_SETTING, dedup.SIGNATURE_SCHEME),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return count
