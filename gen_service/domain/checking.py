@@ -200,7 +200,9 @@ class ItemTemplate:
     paths with each pinned field finished on its own (and remembered: briefs repeat pins).
     What it returns is shared and read-only: backends serialize a schema, never change it."""
 
-    _MAX_PINNED = 20_000  # remembered pinned fields; a name pin is new with every brief
+    # Remembered pinned fields (each a few hundred bytes): a name pin is new with every brief,
+    # so the dict is emptied when full; the pins that repeat (bands, ranges) come back at once.
+    _MAX_PINNED = 2_000
 
     def __init__(
         self,

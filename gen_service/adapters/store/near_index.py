@@ -30,7 +30,7 @@ import numpy as np
 from gen_service.domain import dedup
 from gen_service.domain.signing import signature_of
 
-_MERGE_AT = 25_000  # pending (fingerprint, sample) pairs before they become a sorted run
+_MERGE_AT = 2_048  # pending (fingerprint, sample) pairs before they become a sorted run (~0.4 MB)
 _LOAD_CHUNK = 20_000  # signatures read and fingerprinted at once while loading
 SCHEME_SETTING = "signature_scheme"  # settings key: what the stored signatures were made with
 
