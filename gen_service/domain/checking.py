@@ -200,9 +200,10 @@ class ItemTemplate:
     paths with each pinned field finished on its own (and remembered: briefs repeat pins).
     What it returns is shared and read-only: backends serialize a schema, never change it."""
 
-    # Remembered pinned fields (each a few hundred bytes): a name pin is new with every brief,
-    # so the dict is emptied when full; the pins that repeat (bands, ranges) come back at once.
-    _MAX_PINNED = 2_000
+    # Remembered pinned fields (each a few hundred bytes): ranges and enum values, which
+    # repeat. A text pin (a name) is new with nearly every brief: finished anew, not kept
+    # (20,000 of them were ~40 MB over the five types).
+    _MAX_PINNED = 20_000
 
     def __init__(
         self,
@@ -244,6 +245,8 @@ class ItemTemplate:
         return out
 
     def _pinned_node(self, path: str, pin: Pin) -> dict[str, Any]:
+        if isinstance(pin.const, str):
+            return self._finish(_pin_node(copy.deepcopy(_node_at(self._base, path)), pin))
         try:
             node = self._pinned.get((path, pin))
         except TypeError:  # an unhashable const: not remembered
