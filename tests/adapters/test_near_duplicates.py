@@ -350,3 +350,22 @@ async def test_a_schema_6_database_keeps_its_index(tmp_path: Path) -> None:
     settings = conn.execute("SELECT key FROM settings WHERE key = 'lsh_banding'").fetchall()
     conn.close()
     assert "lsh_bands" not in tables and "index_log" in tables and settings == []
+
+
+async def test_another_writers_samples_reach_a_running_index(tmp_path: Path) -> None:
+    """Samples committed by a second writer (another process on the same database) are in
+    the first one's index at its next commit; one whose signature was deleted by hand is not."""
+    first, second = examples()[0], examples()[1]
+    db = tmp_path / "s.db"
+    async with Store.open(db) as store, Store.open(db) as other:
+        await store.use_near_duplicates(NEAR)
+        await other.use_near_duplicates(NEAR)
+        await other.commit_batch(None, batch(row(first), row(second)))
+        conn = sqlite3.connect(db, isolation_level=None)
+        gone = samples(db)[1]["id"]
+        conn.execute("DELETE FROM signatures WHERE sample_id = ?", (gone,))
+        conn.close()
+        result = await store.commit_batch(
+            None, batch(row(a_few_words_changed(first)), row(a_few_words_changed(second)))
+        )
+    assert (result.duplicates, result.accepted) == (1, 1)

@@ -33,10 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import structlog
 
 from gen_service.adapters.store.near_index import BandIndex, NearIndex
 from gen_service.domain import dedup
 from gen_service.domain.records import BatchRecord, CommitResult
+
+log = structlog.get_logger("gen_service.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,10 @@ def commit_batches(
             conn.execute("ROLLBACK")
         raise
     if index is not None and additions:
-        index.committed(additions, position)
+        try:
+            index.committed(additions, position)
+        except Exception:  # committed: the index catches up from index_log at the next commit
+            log.exception("dedup.index_update_failed")
     return results
 
 

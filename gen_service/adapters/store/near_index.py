@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from gen_service.domain import dedup
-from gen_service.domain.signing import signature_of
+from gen_service.domain.signing import prose_of
 
 _MERGE_AT = 2_048  # pending (fingerprint, sample) pairs before they become a sorted run (~0.4 MB)
 _LOAD_CHUNK = 20_000  # signatures read and fingerprinted at once while loading
+_RESIGN_CHUNK = 2_000  # stored signatures computed again per transaction (about a second)
 SCHEME_SETTING = "signature_scheme"  # settings key: what the stored signatures were made with
 
 
@@ -41,12 +42,13 @@ class BandIndex:
     pair is copied a few times in all and a merge into the largest run is rare), and the
     latest pairs in a dict."""
 
-    __slots__ = ("_pending", "_pending_pairs", "_runs")
+    __slots__ = ("_pending", "_pending_pairs", "_runs", "_top")
 
     def __init__(self) -> None:
         self._runs: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
         self._pending: dict[int, list[int]] = {}
         self._pending_pairs = 0
+        self._top = -1  # the largest sample id ever added: a larger one is not held
 
     def __len__(self) -> int:
         """(fingerprint, sample) pairs held."""
@@ -62,10 +64,12 @@ class BandIndex:
             return
         fp = np.ascontiguousarray(fingerprints, dtype=np.uint32).ravel()
         owners = np.repeat(np.asarray(ids, dtype=np.uint32), fingerprints.shape[1])
+        self._top = max(self._top, int(owners.max()))
         self._push(fp, owners)
 
     def add(self, sample_id: int, fingerprints: Iterable[int]) -> None:
         """Add one sample (a commit): into the pending dict, made a run when it has grown."""
+        self._top = max(self._top, sample_id)
         for fp in fingerprints:
             self._pending.setdefault(fp, []).append(sample_id)
             self._pending_pairs += 1
@@ -94,7 +98,8 @@ class BandIndex:
 
     def discard(self, sample_ids: Iterable[int]) -> None:
         """Take samples out (gone from ``accepted``); ids not held are ignored."""
-        gone = np.fromiter(sample_ids, dtype=np.uint32)
+        # Ids above the largest ever added (another writer's new samples) cannot be held.
+        gone = np.fromiter((i for i in sample_ids if i <= self._top), dtype=np.uint32)
         if not gone.size:
             return
         runs = []
@@ -240,34 +245,42 @@ class NearIndex:
 
 def resign_stale(conn: sqlite3.Connection) -> int:
     """Compute every stored signature again from its sample when they were made with another
-    scheme than ``dedup.SIGNATURE_SCHEME`` (their values would not be comparable), in one
-    transaction, and record the scheme; returns how many were signed again."""
-    row = conn.execute("SELECT value FROM settings WHERE key = ?", (SCHEME_SETTING,)).fetchone()
-    if row is not None and row[0] == dedup.SIGNATURE_SCHEME:
-        return 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        count, last = 0, 0
-        while rows := conn.execute(
-            "SELECT s.sample_id, s.datatype, x.payload FROM signatures s"
-            " JOIN samples x ON x.id = s.sample_id WHERE s.sample_id > ?"
-            " ORDER BY s.sample_id LIMIT ?",
-            (last, _LOAD_CHUNK // 10),
-        ).fetchall():
-            conn.executemany(
-                "UPDATE signatures SET signature = ? WHERE sample_id = ?",
-                [(signature_of(datatype, payload), i) for i, datatype, payload in rows],
-            )
-            count += len(rows)
-            last = int(rows[-1][0])
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (SCHEME_SETTING, dedup.SIGNATURE_SCHEME),
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return count
+    scheme than ``dedup.SIGNATURE_SCHEME`` (their values would not be comparable), a chunk per
+    transaction (so a review or another writer waits seconds at most), and record the scheme
+    after the last; returns how many were signed again. Interrupted, it starts over at the
+    next start (signing a sample again from its own payload changes nothing)."""
+    count, last = 0, 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT value FROM settings WHERE key = ?", (SCHEME_SETTING,)
+            ).fetchone()
+            if row is not None and row[0] == dedup.SIGNATURE_SCHEME:  # done, maybe by another
+                conn.execute("COMMIT")
+                return count
+            rows = conn.execute(
+                "SELECT s.sample_id, s.datatype, x.payload FROM signatures s"
+                " JOIN samples x ON x.id = s.sample_id WHERE s.sample_id > ?"
+                " ORDER BY s.sample_id LIMIT ?",
+                (last, _RESIGN_CHUNK),
+            ).fetchall()
+            if rows:
+                blobs = dedup.signatures_bytes([prose_of(t, payload) for _, t, payload in rows])
+                conn.executemany(
+                    "UPDATE signatures SET signature = ? WHERE sample_id = ?",
+                    [(blob, i) for (i, _, _), blob in zip(rows, blobs, strict=True)],
+                )
+                count += len(rows)
+                last = int(rows[-1][0])
+            else:
+                conn.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (SCHEME_SETTING, dedup.SIGNATURE_SCHEME),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

@@ -351,8 +351,9 @@ MIGRATIONS: tuple[str, ...] = (
     # band key per band and sample written at every commit cost more than the rest of the
     # check). A sample is in the index when it is accepted and has a signature; index_log
     # tells a running service what other connections changed (a review, a flag, another
-    # writer): the triggers append the id of every sample that gained a signature or entered
-    # or left 'accepted', and the service replays the log's tail before each commit.
+    # writer): the triggers append the id of every sample that gained, changed or lost a
+    # signature, entered or left 'accepted' or was deleted, and the service replays the log's
+    # tail before each commit.
     """
     DROP TABLE lsh_bands;
     DELETE FROM settings WHERE key = 'lsh_banding';
@@ -368,6 +369,18 @@ MIGRATIONS: tuple[str, ...] = (
     WHEN (old.status = 'accepted') <> (new.status = 'accepted')
     BEGIN
         INSERT INTO index_log (sample_id) VALUES (new.id);
+    END;
+    CREATE TRIGGER index_log_resigned AFTER UPDATE OF signature ON signatures
+    BEGIN
+        INSERT INTO index_log (sample_id) VALUES (new.sample_id);
+    END;
+    CREATE TRIGGER index_log_unsigned AFTER DELETE ON signatures
+    BEGIN
+        INSERT INTO index_log (sample_id) VALUES (old.sample_id);
+    END;
+    CREATE TRIGGER index_log_deleted AFTER DELETE ON samples
+    BEGIN
+        INSERT INTO index_log (sample_id) VALUES (old.id);
     END;
     """,
 )
