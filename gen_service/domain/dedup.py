@@ -166,9 +166,6 @@ class Banding:
     bands: int
     rows: int
 
-    def to_setting(self) -> str:
-        return f"{NUM_PERM}:{self.bands}x{self.rows}"
-
 
 @functools.lru_cache(maxsize=8)
 def banding(threshold: float) -> Banding:

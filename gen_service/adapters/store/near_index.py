@@ -249,14 +249,13 @@ def resign_stale(conn: sqlite3.Connection) -> int:
     transaction (so a review or another writer waits seconds at most), and record the scheme
     after the last; returns how many were signed again. Interrupted, it starts over at the
     next start (signing a sample again from its own payload changes nothing)."""
+    if _scheme(conn) == dedup.SIGNATURE_SCHEME:  # the usual start: no write lock taken
+        return 0
     count, last = 0, 0
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute(
-                "SELECT value FROM settings WHERE key = ?", (SCHEME_SETTING,)
-            ).fetchone()
-            if row is not None and row[0] == dedup.SIGNATURE_SCHEME:  # done, maybe by another
+            if _scheme(conn) == dedup.SIGNATURE_SCHEME:  # done, maybe by another process
                 conn.execute("COMMIT")
                 return count
             rows = conn.execute(
@@ -284,3 +283,9 @@ def resign_stale(conn: sqlite3.Connection) -> int:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+def _scheme(conn: sqlite3.Connection) -> str | None:
+    """The signature scheme the settings record, or None."""
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (SCHEME_SETTING,)).fetchone()
+    return None if row is None else str(row[0])
