@@ -40,6 +40,8 @@ class ServiceConfig(Section):
     # Where the process phase and `gen-service report` write the daily reports; None: the
     # folder `reports` beside the database.
     reports_dir: Path | None = None
+    # Processes that check batches beside the event loop; 0: the event loop checks them.
+    check_workers: Annotated[int, Field(ge=0, le=64)] = 0
 
     @field_validator("timezone")
     @classmethod

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,20 +25,15 @@ from gen_service.adapters.backend import ChatRequest, Completion, Message, Runne
 from gen_service.adapters.retrying import RetriesExhausted, RetryPolicy, with_retries
 from gen_service.config import DatatypeConfig, ModelConfig
 from gen_service.domain import budget
-from gen_service.domain.checking import check, item_template, rules_for
+from gen_service.domain.checking import item_template, rules_for
 from gen_service.domain.content import TextRule
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.datatypes._base import DataTypeSpec, ItemContext
-from gen_service.domain.dedup import content_hash, signatures_bytes
 from gen_service.domain.facets import steer
 from gen_service.domain.parsing import (
-    InvalidItem,
-    ParsedBatch,
-    ValidItem,
     complete_items,
     extract_json,
     items_of,
-    parse_items,
 )
 from gen_service.domain.prompts import Prompt
 from gen_service.domain.records import BatchRecord, SampleRow
@@ -171,8 +166,9 @@ class Exchange:
 
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
-    valid: list[ValidItem] = field(default_factory=list)
-    invalid: list[InvalidItem] = field(default_factory=list)
+    # Every item the answers held, with the position of its brief: validated and checked
+    # once the requests are over (gen_service.domain.rows.check_answers).
+    answers: list[tuple[int, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     eval_tokens: int = 0
     wasted_tokens: int = 0
@@ -227,11 +223,7 @@ async def send(gen: Generation, plan: BatchPlan, exchange: Exchange) -> None:
         answer = await _request(gen, plan, prompt, schema, sizing, exchange)
         exchange.add(answer.completion)
         exchange.requests += 1
-        parsed = parse_items(answer.items, plan.spec.model, offset=0)
-        for item in parsed.valid:
-            exchange.valid.append(ValidItem(asked[item.index], item.sample))
-        for bad in parsed.invalid:
-            exchange.invalid.append(InvalidItem(asked[bad.index], bad.error, bad.raw))
+        exchange.answers.extend(zip(asked, answer.items, strict=False))
         done = len(answer.items)
         kept_tokens = round(answer.completion.eval_tokens * answer.used_share)
         exchange.wasted_tokens += answer.completion.eval_tokens - kept_tokens
@@ -341,10 +333,17 @@ def _salvage(exc: TruncatedOutput) -> _Answer | None:
 
 
 async def make_batch(
-    gen: Generation, datatype: str, phase: str, size: int, job: Regeneration | None = None
+    gen: Generation,
+    datatype: str,
+    phase: str,
+    size: int,
+    job: Regeneration | None = None,
+    answered: Callable[[bool], Awaitable[None]] | None = None,
 ) -> BatchRecord:
     """One batch (one or more requests) and its checked rows; a batch none of whose requests
-    succeeded becomes a failed record, and one cut short keeps what it got."""
+    succeeded becomes a failed record, and one cut short keeps what it got. ``answered`` is
+    awaited once the requests are over, before the checks (which need no model), with
+    whether any item came back."""
     await gen.quotas.refresh(gen.store, datatype)
     plan = plan_batch(gen, datatype, phase, size, job)
     exchange = Exchange()
@@ -361,11 +360,14 @@ async def make_batch(
         log.error(
             "batch.failed", model=plan.model.name, error=failure, error_type=type(exc).__name__
         )
-    got = bool(exchange.valid or exchange.invalid)
-    parsed = ParsedBatch(exchange.valid, exchange.invalid)
+    got = bool(exchange.answers)
+    if answered is not None:
+        await answered(got)
+    briefs = [_to_json(c.to_json()) for c in plan.contexts]
     return _record(
         gen,
         plan,
+        briefs,
         status="ok" if got else "failed",
         attempts=max(1, exchange.attempts),
         num_predict=exchange.num_predict or plan.dtc.num_predict,
@@ -376,17 +378,27 @@ async def make_batch(
         total_s=exchange.total_s,
         load_s=exchange.load_s,
         eval_s=exchange.eval_s,
-        samples=tuple(rows_of(plan.spec, parsed, plan.contexts, plan.rules)) if got else (),
+        samples=await _rows(gen, plan, exchange.answers, briefs) if got else (),
     )
 
 
-def _record(gen: Generation, plan: BatchPlan, **fields: Any) -> BatchRecord:
+async def _rows(
+    gen: Generation, plan: BatchPlan, answers: list[tuple[int, Any]], briefs: list[str]
+) -> tuple[SampleRow, ...]:
+    """Every item of the batch validated and checked, where ``service.check_workers`` says."""
+    rows = await gen.checkers.rows(
+        gen.cfg.service.check_workers, plan.spec, answers, plan.contexts, briefs, plan.rules
+    )
+    return tuple(rows)
+
+
+def _record(gen: Generation, plan: BatchPlan, briefs: list[str], **fields: Any) -> BatchRecord:
     now = gen.clock.now()
     prompt = plan.first_prompt
     return BatchRecord(
         template_hash=prompt.template_hash if prompt else gen.library.template_hash(plan.datatype),
         example_ids=prompt.example_ids if prompt else (),
-        briefs_json=_to_json([c.to_json() for c in plan.contexts]),
+        briefs_json=f"[{', '.join(briefs)}]",  # what _to_json writes for the list
         replaces=plan.replaces,
         regeneration=plan.regeneration,
         refinement=plan.refinement,
@@ -422,52 +434,3 @@ def crashed_record(
         day=local_day(gen.cfg.service.tzinfo(), now),
         error=f"internal error: {type(exc).__name__}: {exc}",
     )
-
-
-def rows_of(
-    spec: DataTypeSpec,
-    parsed: ParsedBatch,
-    contexts: Sequence[ItemContext],
-    rules: Mapping[str, TextRule],
-) -> list[SampleRow]:
-    """Check every item against its brief; every item becomes a row, accepted or rejected,
-    carrying the brief it was written from."""
-    rows: list[SampleRow] = []
-    briefs = [_to_json(c.to_json()) for c in contexts]
-    checked = []
-    for item in sorted(parsed.valid, key=lambda v: v.index):
-        payload = item.sample.model_dump(mode="json")
-        brief = contexts[item.index] if item.index < len(contexts) else None
-        problems = check(spec, item.sample, brief, rules=rules, payload=payload)
-        checked.append((item, payload, brief, problems, spec.text_for_dedup(item.sample)))
-    # The near-duplicate check's input, computed here beside the other checks (the writer's
-    # transaction only looks it up), for the whole batch at once.
-    signatures = iter(signatures_bytes([prose for *_, problems, prose in checked if not problems]))
-    for item, payload, brief, problems, prose in checked:
-        rows.append(
-            SampleRow(
-                datatype=spec.name,
-                status="rejected" if problems else "accepted",
-                payload_json=_to_json(payload),
-                # Exact copies are judged on the prose: the same text under new names and
-                # numbers is still the same training example.
-                content_hash=content_hash(prose),
-                reason="; ".join(problems) or None,
-                quota_key=brief.quota_key if brief is not None else None,
-                item_index=item.index,
-                brief_json=briefs[item.index] if item.index < len(briefs) else None,
-                signature=None if problems else next(signatures),
-            )
-        )
-    for bad in sorted(parsed.invalid, key=lambda v: v.index):
-        rows.append(
-            SampleRow(
-                datatype=spec.name,
-                status="rejected",
-                payload_json=json.dumps(bad.raw, ensure_ascii=False, default=str),
-                reason=f"schema: {bad.error}",
-                item_index=bad.index,
-                brief_json=briefs[bad.index] if bad.index < len(briefs) else None,
-            )
-        )
-    return rows

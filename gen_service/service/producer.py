@@ -21,6 +21,7 @@ from gen_service.domain.judging import JudgeLibrary
 from gen_service.domain.prompts import PromptLibrary
 from gen_service.service.batch import crashed_record, estimate_for, make_batch
 from gen_service.service.board import ProgressBoard
+from gen_service.service.checkers import Checkers
 from gen_service.service.clock import Clock
 from gen_service.service.concurrency import AdaptiveConcurrency
 from gen_service.service.gate import BackendGate, GateState
@@ -55,6 +56,8 @@ class Generation:
     quotas: QuotaCounts = field(default_factory=QuotaCounts)  # accepted per quota key, cached
     # Slots per model between 1 and num_parallel, from the queue wait the server adds.
     concurrency: AdaptiveConcurrency = field(default_factory=AdaptiveConcurrency)
+    # Where batches are checked: the event loop, or service.check_workers processes.
+    checkers: Checkers = field(default_factory=Checkers)
 
     def limiter(self, model: str) -> anyio.CapacityLimiter:
         if model not in self.limiters:
@@ -95,6 +98,8 @@ async def produce(
     flight: dict[object, tuple[float, int]] = {}
     pace: float | None = None
     told = False
+    # Batches whose answers are in, being checked and committed (see ``answered`` below).
+    checking = anyio.CapacityLimiter(gen.cfg.backend.num_parallel)
 
     def tell() -> None:
         nonlocal told
@@ -156,22 +161,42 @@ async def produce(
                 limiter: anyio.CapacityLimiter = limiter,
                 job: Regeneration | None = job,
             ) -> None:
-                nonlocal in_flight_items, pace
+                nonlocal in_flight_items
+                held = {"slot": True, "checking": False}
+
+                def free_slot() -> None:
+                    if held["slot"]:
+                        held["slot"] = False
+                        limiter.release_on_behalf_of(token)  # the model is free again
+                        flight.pop(token)
+
+                async def answered(succeeded: bool) -> None:
+                    # The answers are in: the model's slot goes to the next request while
+                    # this batch is checked. At most num_parallel batches are checked and
+                    # committed at once; past that the slot is held until one is done, so a
+                    # slow check holds back the requests instead of piling up batches.
+                    nonlocal pace
+                    await checking.acquire_on_behalf_of(token)
+                    held["checking"] = True
+                    sent, _ = flight[token]
+                    free_slot()
+                    if succeeded:
+                        pace = rounds.smoothed(pace, (anyio.current_time() - sent) / size)
+
                 try:
                     try:
-                        record = await make_batch(gen, datatype, phase, size, job)
+                        record = await make_batch(gen, datatype, phase, size, job, answered)
                     except Exception as exc:  # a bug must not end a 24/7 run: record it
                         log.exception("batch.crashed")
                         record = crashed_record(gen, datatype, phase, size, exc)
                     finally:
-                        limiter.release_on_behalf_of(token)  # the model is free again
-                        sent, _ = flight.pop(token)
-                    if record.status == "ok":
-                        pace = rounds.smoothed(pace, (anyio.current_time() - sent) / size)
+                        free_slot()
                     pending = PendingBatch(record)
                     await batches.send(pending)
                     await pending.committed.wait()
                 finally:
+                    if held["checking"]:
+                        checking.release_on_behalf_of(token)
                     in_flight_items -= size
                     if job is not None:
                         gen.regenerations.release(job.batch_id)

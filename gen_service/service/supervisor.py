@@ -196,6 +196,7 @@ async def _supervise(
             tg.start_soon(watchdog_loop, notifier)
             tg.start_soon(live.heartbeat)
             tg.start_soon(keep_day_offset, store, gen, clock)
+            tg.start_soon(gen.checkers.warm, cfg.service.check_workers)
             notifier.ready(f"running {cfg.schedule.mode} schedule, run {run_id}")
             with work:
                 async with batches_tx:
