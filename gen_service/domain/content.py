@@ -73,7 +73,7 @@ _SYLLABLE_LOOP = re.compile(r"([^\W\d_]{2,5})\1{2,}", re.IGNORECASE)
 # Inside one long run of letters, a 3-5 letter chunk said twice in a row ("hdlehdle"): no
 # English word of 12 letters or more does that, a decoding loop does.
 _LONG_RUN_LETTERS = 12
-_LETTER_RUN = re.compile(r"[^\W\d_]{6,}")  # where a syllable loop or a long run can be
+_APOSTROPHE = re.compile("['’]")
 _CHUNK_TWICE = re.compile(r"([^\W\d_]{3,5})\1", re.IGNORECASE)
 _LONGEST_WORD = 24  # letters; longer tokens are run-ons or noise, not English words
 _PROSE_SHARE = 0.7  # at least this share of tokens must be words
@@ -100,7 +100,11 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 def words_of(text: str) -> list[str]:
     """The words of ``text``, lowercased, curly apostrophes straightened."""
-    found = _WORDS.findall(text)
+    return _folded(_WORDS.findall(text))
+
+
+def _folded(found: list[str]) -> list[str]:
+    """:func:`words_of` for the words ``_WORDS`` found."""
     if not found:
         return []
     # Case folding maps each character on its own, so folding the words joined by a NUL (which
@@ -138,7 +142,7 @@ def text_problems(path: str, text: str, rule: TextRule) -> list[str]:
     if (
         not word_tokens
         or len(word_tokens) / len(tokens) < _PROSE_SHARE
-        or any(len(t) > _LONGEST_WORD for t in word_tokens)
+        or max(map(len, word_tokens)) > _LONGEST_WORD
     ):
         problems.append(f"not_prose: {path} is not words ({stripped[:40]!r})")
     elif len(word_tokens) < rule.min_words:
@@ -160,29 +164,38 @@ def text_problems(path: str, text: str, rule: TextRule) -> list[str]:
 
 def _loop(text: str) -> str:
     """Why ``text`` repeats itself, or "" when it does not."""
+    found = _WORDS.findall(text)
     # A syllable loop is letters only (a backreference matches a letter's case variants,
-    # which are letters), at least 6 of them: it lies inside one run of 6+ letters, and
-    # searching the runs in order finds what searching the text finds. Runs of 12+ are the
-    # long runs.
-    runs = _LETTER_RUN.findall(text)
-    for run in runs:
-        match = _SYLLABLE_LOOP.search(run)
+    # which are letters), at least 6 of them: it lies inside one maximal run of 6+ letters,
+    # and searching the runs in order finds what searching the text finds. The words hold
+    # those runs, in order: a word is maximal letter runs joined by single apostrophes.
+    runs = [
+        run
+        for word in found
+        if len(word) >= 6
+        for run in (_APOSTROPHE.split(word) if "'" in word or "’" in word else (word,))
+        if len(run) >= 6
+    ]
+    if runs:
+        # One search over the runs joined by a space, which no match can cross: the first
+        # match is the first run's that has one.
+        joined = " ".join(runs)
+        match = _SYLLABLE_LOOP.search(joined)
         if match is not None:
             return f"loops on {match.group(1)!r}"
-    for run in runs:
-        if len(run) < _LONG_RUN_LETTERS:
-            continue
-        chunk = _CHUNK_TWICE.search(run)
+        long_runs = " ".join(run for run in runs if len(run) >= _LONG_RUN_LETTERS)
+        chunk = _CHUNK_TWICE.search(long_runs) if long_runs else None
         if chunk is not None:
             return f"loops on {chunk.group(1)!r}"
-    seq = words_of(text)
     # A trigram that repeats an earlier one starts with a word that repeats an earlier one,
     # so there are no more repeated trigrams than repeated words: few of those, no loop.
-    if len(seq) >= 9 and (len(seq) - len(set(seq))) / (len(seq) - 2) > _TRIGRAM_REPEAT:
-        trigrams = list(zip(seq, seq[1:], seq[2:], strict=False))
-        repeated = len(trigrams) - len(set(trigrams))
-        if repeated / len(trigrams) > _TRIGRAM_REPEAT:
-            return f"repeats {repeated} of its {len(trigrams)} word trigrams"
+    if len(found) >= 9:
+        seq = _folded(found)
+        if (len(seq) - len(set(seq))) / (len(seq) - 2) > _TRIGRAM_REPEAT:
+            trigrams = list(zip(seq, seq[1:], seq[2:], strict=False))
+            repeated = len(trigrams) - len(set(trigrams))
+            if repeated / len(trigrams) > _TRIGRAM_REPEAT:
+                return f"repeats {repeated} of its {len(trigrams)} word trigrams"
     if len(text) >= 60:
         raw = text.encode("utf-8")
         if len(zlib.compress(raw, 6)) / len(raw) < _MIN_COMPRESSION:

@@ -42,7 +42,6 @@ LSH_PERM = 64
 SEED = 1  # fixed: signatures stored in the database stay comparable across restarts
 SHINGLE = 3  # words per shingle
 
-_SPACE = re.compile(r"\s+")
 # json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False), one encoder for all.
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
@@ -55,7 +54,8 @@ def canonical(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [canonical(v) for v in value]
     if isinstance(value, str):
-        return _SPACE.sub(" ", value).strip().casefold()
+        # str.split() splits at runs of the whitespace \s matches: _SPACE.sub(" ", value).strip()
+        return " ".join(value.split()).casefold()
     if isinstance(value, float):
         return round(value, 3)
     return value

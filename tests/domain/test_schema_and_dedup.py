@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import zlib
 from typing import Literal
 
 import numpy as np
 from datasketch import MinHash
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
@@ -93,3 +96,13 @@ def test_shingles_are_lowercased_word_triples() -> None:
         " ".join(("straße".casefold(), "İt's".casefold())).encode()
     ]
     assert dedup.shingles("a B c D") == [b"a b c", b"b c d"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80))
+def test_content_hash_of_a_text_is_the_hash_stored_before(text: str) -> None:
+    """Exact duplicates are found against hashes already in the database: a text's hash stays
+    the SHA-256 of its JSON with runs of whitespace made one space, stripped and case-folded."""
+    folded = re.sub(r"\s+", " ", text).strip().casefold()
+    expected = hashlib.sha256(json.dumps(folded, ensure_ascii=False).encode()).hexdigest()
+    assert content_hash(text) == expected
