@@ -130,59 +130,80 @@ def text_problems(path: str, text: str, rule: TextRule) -> list[str]:
     stripped = text.strip()
     if not stripped:
         return []  # empty strings are the placeholder check's finding
-    tokens = stripped.split()
     if rule.kind == "name":
+        tokens = stripped.split()
         if not 1 <= len(tokens) <= 5 or not all(_NAME_TOKEN.match(t) for t in tokens):
             return [f"not_a_name: {path} is not a name ({stripped[:40]!r})"]
         return []
+    problems = _word_problems(path, stripped, rule)
+    loop = _loop(stripped)
+    if loop:
+        problems.append(f"repetition_loop: {path} {loop}")
+    problems.extend(_stock_problems(path, stripped))
+    return problems
+
+
+def _word_problems(path: str, stripped: str, rule: TextRule) -> list[str]:
+    """``not_prose`` or ``too_short`` of a stripped prose field."""
+    tokens = stripped.split()
     # The tokens that are words, found in one pass: a whitespace-delimited stretch that the
     # word pattern matches whole (it matches no whitespace), as _WORD_TOKEN does per token.
     word_tokens = _WORD_TOKENS.findall(stripped)
-    problems: list[str] = []
     if (
         not word_tokens
         or len(word_tokens) / len(tokens) < _PROSE_SHARE
         or max(map(len, word_tokens)) > _LONGEST_WORD
     ):
-        problems.append(f"not_prose: {path} is not words ({stripped[:40]!r})")
-    elif len(word_tokens) < rule.min_words:
-        problems.append(
+        return [f"not_prose: {path} is not words ({stripped[:40]!r})"]
+    if len(word_tokens) < rule.min_words:
+        return [
             f"too_short: {path} has {len(word_tokens)} word"
             f"{'s' if len(word_tokens) != 1 else ''}, fewer than {rule.min_words}"
-        )
-    loop = _loop(stripped)
-    if loop:
-        problems.append(f"repetition_loop: {path} {loop}")
+        ]
+    return []
+
+
+def _stock_problems(path: str, stripped: str) -> list[str]:
+    """The first stock phrase (in list order) a stripped prose field uses, if any."""
     lowered = stripped.casefold().replace("’", "'")
     if _ANY_STOCK_PHRASE.search(lowered):  # one pass; then the first phrase in list order
         for phrase in STOCK_PHRASES:
             if phrase in lowered:
-                problems.append(f"stock_phrase: {path} uses the stock phrase {phrase!r}")
-                break
-    return problems
+                return [f"stock_phrase: {path} uses the stock phrase {phrase!r}"]
+    return []
 
 
-def _loop(text: str) -> str:
-    """Why ``text`` repeats itself, or "" when it does not."""
-    found = _WORDS.findall(text)
-    # A syllable loop is letters only (a backreference matches a letter's case variants,
-    # which are letters), at least 6 of them: it lies inside one maximal run of 6+ letters,
-    # and searching the runs in order finds what searching the text finds. The words hold
-    # those runs, in order: a word is maximal letter runs joined by single apostrophes.
-    runs = [
+def _runs(found: list[str]) -> list[str]:
+    """The maximal runs of 6+ letters in a text, in order, from its words (``_WORDS``): a
+    word is maximal letter runs joined by single apostrophes."""
+    return [
         run
         for word in found
         if len(word) >= 6
         for run in (_APOSTROPHE.split(word) if "'" in word or "’" in word else (word,))
         if len(run) >= 6
     ]
-    if runs:
-        # One search over the runs joined by a space, which no match can cross: the first
-        # match is the first run's that has one.
-        joined = " ".join(runs)
-        match = _SYLLABLE_LOOP.search(joined)
+
+
+def _loop(text: str) -> str:
+    """Why ``text`` repeats itself, or "" when it does not."""
+    found = _WORDS.findall(text)
+    return _loop_of(text, found, _runs(found), syllables=True, chunks=True)
+
+
+def _loop_of(text: str, found: list[str], runs: list[str], *, syllables: bool, chunks: bool) -> str:
+    """:func:`_loop` from the text's words and letter runs; ``syllables``/``chunks`` False:
+    a search over this text's runs is known to find nothing."""
+    # A syllable loop is letters only (a backreference matches a letter's case variants,
+    # which are letters), at least 6 of them: it lies inside one maximal run of 6+ letters,
+    # and searching the runs in order finds what searching the text finds. One search over
+    # the runs joined by a space, which no match can cross: the first match is the first
+    # run's that has one.
+    if syllables and runs:
+        match = _SYLLABLE_LOOP.search(" ".join(runs))
         if match is not None:
             return f"loops on {match.group(1)!r}"
+    if chunks and runs:
         long_runs = " ".join(run for run in runs if len(run) >= _LONG_RUN_LETTERS)
         chunk = _CHUNK_TWICE.search(long_runs) if long_runs else None
         if chunk is not None:
@@ -229,21 +250,59 @@ def string_fields(value: Any, path: str = "") -> Iterator[tuple[str, str, str]]:
 def content_problems(payload: Mapping[str, Any], rules: Mapping[str, TextRule]) -> list[str]:
     """Content problems of the free-text fields of a dumped sample: ``rules`` maps each free-text
     field's rule key (see :func:`string_fields`) to its rule; other strings (enum values,
-    derived labels) are not checked."""
-    problems: list[str] = []
-    _content_walk(payload, "", "", rules, problems)
-    return problems
+    derived labels) are not checked. The same problems, in the same order, as
+    :func:`text_problems` on each field in turn; the searches that rarely find anything
+    (syllable loops, stock phrases) run once over all the fields, and field by field only
+    when that finds something."""
+    fields: list[tuple[str, str, TextRule]] = []
+    _content_walk(payload, "", "", rules, fields)
+    if not fields:
+        return []
+    found: list[list[str]] = []
+    prose: list[tuple[int, str, str, list[str]]] = []  # (field, path, stripped, its problems)
+    per_field: list[list[str]] = []
+    for path, text, rule in fields:
+        problems: list[str] = []
+        per_field.append(problems)
+        stripped = text.strip()
+        if not stripped:
+            continue
+        if rule.kind == "name":
+            problems.extend(text_problems(path, stripped, rule))
+            continue
+        problems.extend(_word_problems(path, stripped, rule))
+        prose.append((len(per_field) - 1, path, stripped, problems))
+        found.append(_WORDS.findall(stripped))
+    runs = [_runs(words) for words in found]
+    syllables = _SYLLABLE_LOOP.search("\n".join(" ".join(r) for r in runs)) is not None
+    long_runs = "\n".join(" ".join(x for x in r if len(x) >= _LONG_RUN_LETTERS) for r in runs)
+    chunks = _CHUNK_TWICE.search(long_runs) is not None
+    for (_, path, stripped, problems), words, field_runs in zip(prose, found, runs, strict=True):
+        loop = _loop_of(stripped, words, field_runs, syllables=syllables, chunks=chunks)
+        if loop:
+            problems.append(f"repetition_loop: {path} {loop}")
+    if prose and _ANY_STOCK_PHRASE.search(
+        "\n".join(stripped for _, _, stripped, _ in prose).casefold().replace("’", "'")
+    ):
+        for _, path, stripped, problems in prose:
+            problems.extend(_stock_problems(path, stripped))
+    return [problem for problems in per_field for problem in problems]
 
 
 def _content_walk(
-    value: Any, path: str, key: str, rules: Mapping[str, TextRule], problems: list[str]
+    value: Any,
+    path: str,
+    key: str,
+    rules: Mapping[str, TextRule],
+    fields: list[tuple[str, str, TextRule]],
 ) -> None:
     """:func:`string_fields` and the rule lookup in one walk: the rule key is built alongside
-    the path (an index adds ``[]``) instead of rewriting each path."""
+    the path (an index adds ``[]``) instead of rewriting each path. Appends (path, text,
+    rule) for every string that has a rule."""
     if isinstance(value, str):
         rule = rules.get(key)
         if rule is not None:
-            problems.extend(text_problems(path, value, rule))
+            fields.append((path, value, rule))
     elif isinstance(value, Mapping):
         for name, item in value.items():
             name = str(name)
@@ -253,11 +312,11 @@ def _content_walk(
                 f"{path}.{name}" if path else name,
                 f"{key}.{named}" if path else named,
                 rules,
-                problems,
+                fields,
             )
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _content_walk(item, f"{path}[{index}]", f"{key}[]", rules, problems)
+            _content_walk(item, f"{path}[{index}]", f"{key}[]", rules, fields)
 
 
 def free_text_keys(schema: Mapping[str, Any]) -> list[str]:

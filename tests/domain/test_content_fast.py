@@ -143,3 +143,40 @@ def test_the_fast_content_check_finds_what_the_earlier_one_found(
     text: str, rule: C.TextRule
 ) -> None:
     assert C.text_problems("f", text, rule) == reference_text_problems("f", text, rule)
+
+
+PAYLOAD_RULES = {
+    "scene": C.TextRule(),
+    "lines[]": C.TextRule("line", 3),
+    "inner.why": C.TextRule("prose", 8),
+    "inner.name": C.NAME,
+}
+
+
+@settings(max_examples=1500, deadline=None)
+@given(TEXTS, st.lists(TEXTS, max_size=4), TEXTS, TEXTS, TEXTS)
+@example(
+    "She felt a wave of emotion.",
+    ["huhdlehdlehdeh and more", "I'm here for you, okay?"],
+    "abcabcabcabcabcabc",
+    "Ada",
+    "delve into",
+)
+def test_a_sample_s_content_problems_are_each_field_s_in_order(
+    scene: str, lines: list[str], why: str, name: str, unruled: str
+) -> None:
+    """content_problems, which searches all the fields at once first, gives what
+    text_problems gives field by field, in field order."""
+    payload = {
+        "scene": scene,
+        "lines": lines,
+        "inner": {"why": why, "name": name},
+        "label": unruled,  # no rule: not checked
+    }
+    expected = [
+        problem
+        for path, key, text in C.string_fields(payload)
+        if key in PAYLOAD_RULES
+        for problem in reference_text_problems(path, text, PAYLOAD_RULES[key])
+    ]
+    assert C.content_problems(payload, PAYLOAD_RULES) == expected
