@@ -98,7 +98,7 @@ async def produce(
     flight: dict[object, tuple[float, int]] = {}
     pace: float | None = None
     told = False
-    # Batches whose answers are in, being checked and committed (see ``answered`` below).
+    # Batches whose answers are in, being checked or queued for the writer (``answered``).
     checking = anyio.CapacityLimiter(gen.cfg.backend.num_parallel)
 
     def tell() -> None:
@@ -164,6 +164,11 @@ async def produce(
                 nonlocal in_flight_items
                 held = {"slot": True, "checking": False}
 
+                def release_checking() -> None:
+                    if held["checking"]:
+                        held["checking"] = False
+                        checking.release_on_behalf_of(token)
+
                 def free_slot() -> None:
                     if held["slot"]:
                         held["slot"] = False
@@ -172,9 +177,10 @@ async def produce(
 
                 async def answered(succeeded: bool) -> None:
                     # The answers are in: the model's slot goes to the next request while
-                    # this batch is checked. At most num_parallel batches are checked and
-                    # committed at once; past that the slot is held until one is done, so a
-                    # slow check holds back the requests instead of piling up batches.
+                    # this batch is checked. At most num_parallel batches are being checked
+                    # or queued for the writer; past that the slot is held until one is
+                    # done, so slow checks hold back the requests instead of piling up
+                    # batches.
                     nonlocal pace
                     await checking.acquire_on_behalf_of(token)
                     held["checking"] = True
@@ -193,10 +199,10 @@ async def produce(
                         free_slot()
                     pending = PendingBatch(record)
                     await batches.send(pending)
+                    release_checking()  # queued for the writer, whose queue is bounded too
                     await pending.committed.wait()
                 finally:
-                    if held["checking"]:
-                        checking.release_on_behalf_of(token)
+                    release_checking()
                     in_flight_items -= size
                     if job is not None:
                         gen.regenerations.release(job.batch_id)
