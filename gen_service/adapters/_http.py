@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,7 +175,9 @@ def server_message(response: httpx.Response) -> str:
     FastAPI's {"detail"} (a 422 list of locations and messages), or the body text."""
     try:
         payload = orjson.loads(response.content)
-    except ValueError:  # orjson.JSONDecodeError is one
+    except orjson.JSONDecodeError:
+        payload = _json_fallback(response)  # a BOM, UTF-16: what httpx's decoding accepts
+    if payload is _NOT_JSON:
         return response.text.strip() or response.reason_phrase
     if isinstance(payload, dict):
         error = payload.get("error")
@@ -197,16 +200,29 @@ def server_message(response: httpx.Response) -> str:
     return response.text.strip()
 
 
+_NOT_JSON = object()
+
+
+def _json_fallback(response: httpx.Response) -> Any:
+    """The body as httpx reads JSON (its charset detection), or _NOT_JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return _NOT_JSON
+
+
 def json_object(response: httpx.Response, where: str) -> dict[str, Any]:
     """The body as a JSON object; anything else is a server fault worth retrying."""
     try:
         payload = orjson.loads(response.content)
-    except ValueError:  # orjson.JSONDecodeError is one
+    except orjson.JSONDecodeError:
+        payload = _json_fallback(response)  # a BOM, UTF-16: what httpx's decoding accepts
+    if payload is _NOT_JSON:
         raise BackendUnavailable(
             f"{where} answered HTTP {response.status_code} with a body that is not JSON "
             f"({response.text[:80]!r})",
             status=response.status_code,
-        ) from None
+        )
     if not isinstance(payload, dict):
         raise BackendUnavailable(
             f"{where} answered with a JSON {type(payload).__name__}, not an object",
@@ -219,8 +235,12 @@ def encode_json(body: dict[str, Any]) -> bytes:
     """A request body as JSON (UTF-8), with orjson: a generation request carries its batch
     schema, thousands of numbers in the grammar-safe enums, which the standard library's
     encoder writes several times slower. NaN and infinities become null; keys that are not
-    strings are written as strings."""
-    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    strings are written as strings; what orjson cannot write (integers past 64 bits) is
+    written by the standard library."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}

@@ -71,17 +71,21 @@ def clean_completion(text: str) -> str:
     return text
 
 
+_LONG_DIGITS = re.compile(r"\d{20}")
+
+
 def extract_json(text: str) -> Any:
     """Decode the JSON value in ``text``; tolerate fences and prose before or after it."""
     cleaned = clean_completion(text)
     if not cleaned:
         raise InvalidCompletion("the completion is empty after removing think text and fences")
+    if _LONG_DIGITS.search(cleaned) is None:  # orjson reads integers past 64 bits as floats
+        try:
+            return orjson.loads(cleaned)  # the common case, fast; anything it refuses: below
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return orjson.loads(cleaned)  # the common case, fast; anything it refuses: below
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(cleaned)  # NaN, Infinity, integers past 64 bits, lone surrogates
+        return json.loads(cleaned)  # NaN, Infinity, big integers, lone surrogates
     except json.JSONDecodeError as first_error:
         decoder = json.JSONDecoder()
         for i, char in enumerate(cleaned):

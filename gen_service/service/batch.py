@@ -223,6 +223,8 @@ async def send(gen: Generation, plan: BatchPlan, exchange: Exchange) -> None:
         answer = await _request(gen, plan, prompt, schema, sizing, exchange)
         exchange.add(answer.completion)
         exchange.requests += 1
+        if len(answer.items) > len(asked):  # more than asked for: the extra have no brief
+            log.warning("batch.extra_items", asked=len(asked), got=len(answer.items))
         exchange.answers.extend(zip(asked, answer.items, strict=False))
         done = len(answer.items)
         kept_tokens = round(answer.completion.eval_tokens * answer.used_share)

@@ -9,13 +9,13 @@ it while the event loop goes on sending requests and reading answers, which is w
 backend (vLLM, many slots) needs once the service's own CPU is the limit.
 
 Workers are started with the service (:meth:`Checkers.warm`) and reused; anyio stops one
-left idle for five minutes, and all of them when the service stops. A check in a worker
-cannot be cancelled half-way (a drain waits for it), so a batch is never lost between the
-two. A worker that
-dies or cannot be started, or anything else that goes wrong on the way there and back: the
-batch is checked on the event loop instead and ``checks.worker_failed`` is logged; after
-:data:`GIVE_UP_AFTER` failures in a row the event loop checks every batch until a reload
-changes ``check_workers`` (``checks.workers_given_up``, an error).
+left idle for five minutes, and all of them when the service stops. A drain waits for the
+checks as for the requests; a worker still at one after :data:`CHECK_TIMEOUT_S` is killed.
+A worker that dies, hangs or cannot be started, or anything else that goes wrong on the way
+there and back: the batch is checked on the event loop instead and ``checks.worker_failed``
+is logged; after :data:`GIVE_UP_AFTER` failures in a row the event loop checks every batch
+until a reload changes ``check_workers`` (``checks.workers_given_up``, an error). A bug in
+the checks themselves fails on the event loop too, and the batch is recorded as crashed.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ log = structlog.get_logger("gen_service.checkers")
 
 
 GIVE_UP_AFTER = 3  # failures in a row after which the workers are left alone until a reload
+# A batch's check takes milliseconds; a worker still at it after this is stuck (killed, and
+# the batch checked on the event loop).
+CHECK_TIMEOUT_S = 60.0
 
 
 class Checkers:
@@ -73,22 +76,28 @@ class Checkers:
         rules: Mapping[str, TextRule],
     ) -> list[SampleRow]:
         """The batch's rows, as :func:`check_answers` makes them."""
-        if workers != self._given_up_at:
+        if self._given_up_at is not None and workers != self._given_up_at:
             self._given_up_at = None  # a reload changed check_workers: try them again
+            self._in_a_row = 0
         if workers <= 0 or self._given_up_at is not None:
             return check_answers(spec, answers, contexts, briefs, rules)
         if self._limiter.total_tokens != workers:  # a reload changed check_workers
             self._limiter.total_tokens = workers
         try:
-            rows = await anyio.to_process.run_sync(
-                check_answers_in_worker,
-                spec.name,
-                list(answers),
-                list(briefs),
-                dict(rules),
-                limiter=self._limiter,
-            )
+            with anyio.fail_after(CHECK_TIMEOUT_S):
+                rows = await anyio.to_process.run_sync(
+                    check_answers_in_worker,
+                    spec.name,
+                    list(answers),
+                    list(briefs),
+                    dict(rules),
+                    cancellable=True,  # a stuck worker is killed; so is one a drain cuts off
+                    limiter=self._limiter,
+                )
         except Exception as exc:  # the batch is checked here instead
+            # A bug in the checks raises here as it raised there: the batch is then recorded
+            # as crashed, as on the event loop, and the workers are not to blame.
+            rows = check_answers(spec, answers, contexts, briefs, rules)
             self.failures += 1
             self._in_a_row += 1
             log.warning(
@@ -105,6 +114,6 @@ class Checkers:
                     fix="the event loop checks every batch until a reload; see the errors"
                     " above, or set service.check_workers = 0",
                 )
-            return check_answers(spec, answers, contexts, briefs, rules)
+            return rows
         self._in_a_row = 0
         return rows

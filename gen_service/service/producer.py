@@ -131,6 +131,8 @@ async def produce(
                     await gen.gate.wait_open()
                 continue
             limiter = gen.limiter(model.name)
+            if checking.total_tokens != gen.cfg.backend.num_parallel:  # after a reload
+                checking.total_tokens = gen.cfg.backend.num_parallel
             token = object()
             await limiter.acquire_on_behalf_of(token)
             if halted():
@@ -182,12 +184,13 @@ async def produce(
                     # done, so slow checks hold back the requests instead of piling up
                     # batches.
                     nonlocal pace
+                    now = anyio.current_time()  # the answers' time, before any wait here
                     await checking.acquire_on_behalf_of(token)
                     held["checking"] = True
                     sent, _ = flight[token]
                     free_slot()
                     if succeeded:
-                        pace = rounds.smoothed(pace, (anyio.current_time() - sent) / size)
+                        pace = rounds.smoothed(pace, (now - sent) / size)
 
                 try:
                     try:

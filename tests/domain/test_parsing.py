@@ -115,3 +115,18 @@ def test_scalar_is_invalid() -> None:
     """A JSON scalar is not a batch."""
     with pytest.raises(InvalidCompletion, match="expected a JSON object or array"):
         parse_completion("42", Item)
+
+
+def test_integers_past_64_bits_keep_every_digit() -> None:
+    """The fast parser would read 123456789012345678901234567890 as a float; the answer keeps
+    the integer the model wrote."""
+    value = extract_json('{"samples": [{"n": 123456789012345678901234567890, "x": 1.5}]}')
+    assert value == {"samples": [{"n": 123456789012345678901234567890, "x": 1.5}]}
+    assert isinstance(value["samples"][0]["n"], int)
+
+
+def test_nan_and_infinity_are_still_read() -> None:
+    """What the standard library accepted and orjson refuses goes through the standard
+    library."""
+    value = extract_json('{"a": NaN, "b": Infinity}')
+    assert value["b"] == float("inf") and value["a"] != value["a"]

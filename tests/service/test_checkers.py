@@ -19,6 +19,7 @@ from gen_service.config import load_config
 from gen_service.domain.checking import rules_for
 from gen_service.domain.datatypes import REGISTRY
 from gen_service.domain.rows import _to_json, check_answers
+from gen_service.service import checkers as checkers_module
 from gen_service.service.checkers import Checkers
 from gen_service.service.supervisor import run_service
 from gen_service.testing.fake_ollama import FakeOllama
@@ -154,3 +155,51 @@ async def test_workers_that_keep_failing_are_left_alone_until_a_reload() -> None
     assert await checkers.rows(2, spec, answers, contexts, briefs, rules)  # a reload: 2 now
     assert worker_pids()
     assert checkers.failures == 3
+
+
+async def test_a_stuck_worker_is_killed_and_its_batch_checked_on_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker still checking after CHECK_TIMEOUT_S (here a big batch against a tiny limit)
+    is killed; the batch's rows come from the event loop, and the next batch gets a new
+    worker."""
+    spec = REGISTRY[NAME]
+    answers, contexts, briefs, rules = batch()
+    many = [(i, raw) for i, (_, raw) in enumerate(answers * 200)]
+    contexts = [contexts[i % len(contexts)] for i in range(len(many))]
+    briefs = [briefs[i % len(briefs)] for i in range(len(many))]
+    checkers = Checkers()
+    await checkers.rows(1, spec, answers, contexts, briefs, rules)  # the worker is up
+    (worker,) = worker_pids()
+    monkeypatch.setattr(checkers_module, "CHECK_TIMEOUT_S", 0.05)
+    with capture_logs() as logs:
+        rows = await checkers.rows(1, spec, many, contexts, briefs, rules)
+    assert rows == check_answers(spec, many, contexts, briefs, rules)
+    assert checkers.failures == 1
+    assert [e["error"].split(":")[0] for e in logs if e["event"] == "checks.worker_failed"] == [
+        "TimeoutError"
+    ]
+    assert worker not in worker_pids()
+    monkeypatch.setattr(checkers_module, "CHECK_TIMEOUT_S", 60.0)
+    assert await checkers.rows(1, spec, answers, contexts, briefs, rules)
+    assert worker_pids() and worker not in worker_pids()
+
+
+async def test_a_bug_in_the_checks_is_raised_and_not_blamed_on_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the batch also fails on the event loop (a bug in the checks, not in a worker),
+    the error is raised (the producer records a crashed batch) and no worker failure is
+    counted."""
+    spec = REGISTRY[NAME]
+    answers, contexts, briefs, rules = batch()
+    unsendable = [*answers[:-1], (answers[-1][0], {"note": lambda: None})]
+
+    def broken(*_: object) -> list[object]:
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(checkers_module, "check_answers", broken)
+    checkers = Checkers()
+    with pytest.raises(RuntimeError, match="a bug in a check"):
+        await checkers.rows(1, spec, unsendable, contexts, briefs, rules)
+    assert checkers.failures == 0
