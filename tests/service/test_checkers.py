@@ -40,6 +40,16 @@ def batch() -> tuple[list, list, list[str], dict]:  # type: ignore[type-arg]
     return answers, contexts, briefs, dict(rules_for(spec, None))
 
 
+def big(answers: list, contexts: list, briefs: list[str]) -> tuple[list, list, list[str]]:  # type: ignore[type-arg]
+    """The batch 200 times over (~2,400 items): about a second of a worker's time."""
+    many = [(i, raw) for i, (_, raw) in enumerate(answers * 200)]
+    return (
+        many,
+        [contexts[i % len(contexts)] for i in range(len(many))],
+        [briefs[i % len(briefs)] for i in range(len(many))],
+    )
+
+
 def worker_pids() -> set[int]:
     """This process's check workers (anyio's to_process children)."""
     pids = set()
@@ -75,10 +85,7 @@ async def test_a_worker_killed_mid_check_leaves_its_batch_to_the_event_loop() ->
     instead (the same rows), the failure is logged, and the next batch gets a new worker."""
     spec = REGISTRY[NAME]
     answers, contexts, briefs, rules = batch()
-    # A batch big enough to take the worker about a second.
-    many = [(i, raw) for i, (_, raw) in enumerate(answers * 200)]
-    contexts = [contexts[i % len(contexts)] for i in range(len(many))]
-    briefs = [briefs[i % len(briefs)] for i in range(len(many))]
+    many, contexts, briefs = big(answers, contexts, briefs)
     checkers = Checkers()
     await checkers.rows(1, spec, answers, contexts, briefs, rules)  # the worker is up
     (worker,) = worker_pids()
@@ -165,9 +172,7 @@ async def test_a_stuck_worker_is_killed_and_its_batch_checked_on_the_event_loop(
     worker."""
     spec = REGISTRY[NAME]
     answers, contexts, briefs, rules = batch()
-    many = [(i, raw) for i, (_, raw) in enumerate(answers * 200)]
-    contexts = [contexts[i % len(contexts)] for i in range(len(many))]
-    briefs = [briefs[i % len(briefs)] for i in range(len(many))]
+    many, contexts, briefs = big(answers, contexts, briefs)
     checkers = Checkers()
     await checkers.rows(1, spec, answers, contexts, briefs, rules)  # the worker is up
     (worker,) = worker_pids()
