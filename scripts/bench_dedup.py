@@ -14,7 +14,7 @@ Then ``--checks`` new samples (one in ten a near-copy of an indexed one) go thro
 as the service does it, in batches of 25:
 
 - **signature**: the MinHash signatures of a batch's prose, computed beside the other checks
-  (``service/batch.py rows_of``), on the event loop;
+  (``domain/rows.py rows_of``), on the event loop or in a check worker;
 - **lookup + store**: what the writer's ``commit_batch`` spends on near-duplicates (band
   fingerprints, the candidates' lookup in the index and comparison with their stored
   signatures, the signature row written, the index updated): the time of a
