@@ -312,11 +312,20 @@ def _collect_strings(value: Any, path: str, out: list[tuple[str, str]]) -> None:
 
 def placeholder_problems(sample: BaseModel) -> list[str]:
     """Every string in ``sample`` that is empty, whitespace, punctuation only or a placeholder."""
+    return placeholder_problems_of(sample.model_dump(mode="json"))
+
+
+def placeholder_problems_of(payload: Any) -> list[str]:
+    """:func:`placeholder_problems` of a sample's JSON dump (the check reuses the dump it has)."""
     problems: list[str] = []
     strings: list[tuple[str, str]] = []
-    _collect_strings(sample.model_dump(mode="json"), "", strings)
-    for path, text in strings:
-        stripped = text.strip()
+    _collect_strings(payload, "", strings)
+    stripped_all = [text.strip() for _, text in strings]
+    # One search over every string, each on its own line: a stand-in found in one string is
+    # found there too (a line break is no word character, as a string's ends are none, for
+    # the patterns' \b), so when it finds none no string is searched alone.
+    may_hold = _ANY_PLACEHOLDER.search("\n".join(stripped_all)) is not None
+    for (path, _), stripped in zip(strings, stripped_all, strict=True):
         if not stripped:
             problems.append(f"empty_string: {path} is empty")
             continue
@@ -326,7 +335,7 @@ def placeholder_problems(sample: BaseModel) -> list[str]:
         if stripped.lower().rstrip(".!?:;,").strip() in _PLACEHOLDER_STRINGS:
             problems.append(f"placeholder: {path} is a placeholder ({stripped[:20]!r})")
             continue
-        if _ANY_PLACEHOLDER.search(stripped) is None:
+        if not may_hold or _ANY_PLACEHOLDER.search(stripped) is None:
             continue
         for pattern, what in _PLACEHOLDER_PATTERNS:
             if pattern.search(stripped):
