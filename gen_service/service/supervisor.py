@@ -33,6 +33,7 @@ from gen_service.errors import BackendUnavailable, StoreError
 from gen_service.service.board import ProgressBoard, local_day
 from gen_service.service.clock import Clock, SystemClock
 from gen_service.service.gate import BackendGate
+from gen_service.service.heap import settled_heap
 from gen_service.service.live import LiveState
 from gen_service.service.producer import Generation
 from gen_service.service.progress import progress_console, show_progress
@@ -168,49 +169,52 @@ async def _supervise(
     )
 
     try:
-        async with anyio.create_task_group() as tg:
-            gen.gate.attach(tg)
-            writes = WriteContext(
-                store,
-                run_id,
-                board,
-                tz,
-                gate=gen.gate,
-                on_unavailable=cfg.service.store_unavailable,
-                stopping=gen.stopping,
-                grace_s=cfg.service.shutdown_grace_s,
-                observer=None if endpoint is None else endpoint.metrics,
-                clock=gen.clock,
-            )
-            await tg.start(write_batches, writes, batches_rx)
-            if endpoint is not None:
-                await tg.start(endpoint.serve, view.status)
-            if bars is not None:
-                tg.start_soon(show_progress, view.snapshot, bars)
-            work = anyio.CancelScope()
-            signals = anyio.CancelScope()
-            reloader = Reloader(gen, store, scheduler, control.request_replan, notifier)
-            tg.start_soon(watch_signals, gen, work, signals, reloader)
-            # Pings come from the event loop itself: a blocked loop stops them and systemd
-            # restarts the service.
-            tg.start_soon(watchdog_loop, notifier)
-            tg.start_soon(live.heartbeat)
-            tg.start_soon(keep_day_offset, store, gen, clock)
-            tg.start_soon(gen.checkers.warm, cfg.service.check_workers)
-            notifier.ready(f"running {cfg.schedule.mode} schedule, run {run_id}")
-            with work:
-                async with batches_tx:
-                    runner = ScheduleRunner(
-                        gen,
-                        scheduler,
-                        control,
-                        batches_tx,
-                        clock,
-                        processing=[sweep_near_duplicates],
-                    )
-                    outcome = await runner.run(until_done)
-            signals.cancel()
-            tg.cancel_scope.cancel()  # the probe, if one is waiting
+        # Started: what start-up built lives as long as the service; the collector leaves it
+        # alone from here (see heap.py).
+        with settled_heap():
+            async with anyio.create_task_group() as tg:
+                gen.gate.attach(tg)
+                writes = WriteContext(
+                    store,
+                    run_id,
+                    board,
+                    tz,
+                    gate=gen.gate,
+                    on_unavailable=cfg.service.store_unavailable,
+                    stopping=gen.stopping,
+                    grace_s=cfg.service.shutdown_grace_s,
+                    observer=None if endpoint is None else endpoint.metrics,
+                    clock=gen.clock,
+                )
+                await tg.start(write_batches, writes, batches_rx)
+                if endpoint is not None:
+                    await tg.start(endpoint.serve, view.status)
+                if bars is not None:
+                    tg.start_soon(show_progress, view.snapshot, bars)
+                work = anyio.CancelScope()
+                signals = anyio.CancelScope()
+                reloader = Reloader(gen, store, scheduler, control.request_replan, notifier)
+                tg.start_soon(watch_signals, gen, work, signals, reloader)
+                # Pings come from the event loop itself: a blocked loop stops them and systemd
+                # restarts the service.
+                tg.start_soon(watchdog_loop, notifier)
+                tg.start_soon(live.heartbeat)
+                tg.start_soon(keep_day_offset, store, gen, clock)
+                tg.start_soon(gen.checkers.warm, cfg.service.check_workers)
+                notifier.ready(f"running {cfg.schedule.mode} schedule, run {run_id}")
+                with work:
+                    async with batches_tx:
+                        runner = ScheduleRunner(
+                            gen,
+                            scheduler,
+                            control,
+                            batches_tx,
+                            clock,
+                            processing=[sweep_near_duplicates],
+                        )
+                        outcome = await runner.run(until_done)
+                signals.cancel()
+                tg.cancel_scope.cancel()  # the probe, if one is waiting
         status = "finished" if outcome.reason == "done" else "stopped"
     finally:
         with anyio.CancelScope(shield=True):
