@@ -210,8 +210,8 @@ class ItemTemplate:
     What it returns is shared and read-only: backends serialize a schema, never change it."""
 
     # Remembered pinned fields (each a few hundred bytes): ranges and enum values, which
-    # repeat. A text pin (a name) is new with nearly every brief: finished anew, not kept
-    # (20,000 of them were ~40 MB over the five types).
+    # repeat. A text pin (a name) is new with nearly every brief: its field is kept once, with
+    # no text, not once per name (20,000 names were ~40 MB over the five types).
     _MAX_PINNED = 20_000
 
     def __init__(
@@ -227,6 +227,7 @@ class ItemTemplate:
         self._base = item_schema_for(item, rules, None)
         self._finished = self._finish(self._base)
         self._pinned: dict[tuple[str, Pin], dict[str, Any]] = {}
+        self._text_pins: dict[str, dict[str, Any]] = {}
 
     def _finish(self, node: dict[str, Any]) -> dict[str, Any]:
         if self._grammar_cap is None:
@@ -255,7 +256,14 @@ class ItemTemplate:
 
     def _pinned_node(self, path: str, pin: Pin) -> dict[str, Any]:
         if isinstance(pin.const, str):
-            return self._finish(_pin_node(copy.deepcopy(_node_at(self._base, path)), pin))
+            # A text pin (a name) is new with nearly every brief, and only its value differs
+            # from one to the next: finishing never looks inside a string, so the field is
+            # finished once with an empty text, and each brief's copy carries its own.
+            shape = self._text_pins.get(path)
+            if shape is None:
+                shape = self._finish(_pin_node(copy.deepcopy(_node_at(self._base, path)), _NO_TEXT))
+                self._text_pins[path] = shape
+            return {**shape, "const": pin.const}
         try:
             node = self._pinned.get((path, pin))
         except TypeError:  # an unhashable const: not remembered
@@ -287,6 +295,9 @@ class ItemTemplate:
             "required": ["samples"],
             "additionalProperties": False,
         }
+
+
+_NO_TEXT = Pin.exactly("")
 
 
 def _node_at(schema: Mapping[str, Any], path: str) -> dict[str, Any]:
