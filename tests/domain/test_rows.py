@@ -4,6 +4,7 @@ makes them."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from gen_service.domain.checking import rules_for
 from gen_service.domain.datatypes import REGISTRY
-from gen_service.domain.rows import _to_json, check_answers, check_answers_in_worker
+from gen_service.domain.rows import _brief, _to_json, check_answers, check_answers_in_worker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "prompts" / "examples"
 
@@ -74,3 +75,12 @@ def test_rows_come_in_brief_order_whatever_order_the_answers_came() -> None:
     assert check_answers(spec, shuffled, contexts, briefs, rules) == check_answers(
         spec, answers, contexts, briefs, rules
     )
+
+
+def test_a_brief_only_the_standard_library_reads_is_read_by_it() -> None:
+    """orjson reads the briefs; what it refuses and ``json.dumps`` writes (NaN) still reads."""
+    assert _brief('{"pins": {"a": {"min": 0.25, "max": 0.5}}}') == {
+        "pins": {"a": {"min": 0.25, "max": 0.5}}
+    }
+    value = _brief(json.dumps({"x": float("nan")}))
+    assert math.isnan(value["x"])
