@@ -18,7 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gen_service.domain.content import TextRule, content_problems, text_rules, value_at
+from gen_service.domain.content import (
+    TextRule,
+    content_problems,
+    string_leaves,
+    text_rules,
+    value_at,
+)
 from gen_service.domain.datatypes._base import (
     DataTypeSpec,
     ItemContext,
@@ -71,11 +77,15 @@ def check(
     caller has one already."""
     if payload is None:
         payload = sample.model_dump(mode="json")
+    # The placeholder and content checks read the sample's strings: walked once for both.
+    leaves = string_leaves(payload)
     problems: list[str] = []
     for c in spec.checks:
-        # The placeholder check reads the sample's dump: it gets the one made already.
-        problems += placeholder_problems_of(payload) if c is placeholder_problems else c(sample)
-    problems += content_problems(payload, rules if rules is not None else rules_for(spec))
+        if c is placeholder_problems:
+            problems += placeholder_problems_of(payload, leaves)
+        else:
+            problems += c(sample)
+    problems += content_problems(payload, rules if rules is not None else rules_for(spec), leaves)
     if brief is not None:
         problems += pin_problems(payload, brief.pins)
         problems += [p for c in spec.brief_checks for p in c(sample, brief)]

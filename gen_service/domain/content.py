@@ -263,15 +263,49 @@ def string_fields(value: Any, path: str = "") -> Iterator[tuple[str, str, str]]:
             yield from string_fields(item, f"{path}[{index}]")
 
 
-def content_problems(payload: Mapping[str, Any], rules: Mapping[str, TextRule]) -> list[str]:
+def string_leaves(value: Any) -> list[tuple[str, str, str]]:
+    """``list(string_fields(value))``, in one walk that builds each rule key beside its path
+    (an index adds ``[]``) instead of rewriting every path: what the checks of one sample
+    share."""
+    leaves: list[tuple[str, str, str]] = []
+    _walk(value, "", "", leaves)
+    return leaves
+
+
+def _walk(value: Any, path: str, key: str, leaves: list[tuple[str, str, str]]) -> None:
+    if isinstance(value, str):
+        leaves.append((path, key, value))
+    elif isinstance(value, dict | Mapping):  # dict first: a dump holds dicts, checked fast
+        for name, item in value.items():
+            name = str(name)
+            named = _INDEX.sub("[]", name) if "[" in name else name
+            _walk(
+                item,
+                f"{path}.{name}" if path else name,
+                f"{key}.{named}" if path else named,
+                leaves,
+            )
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _walk(item, f"{path}[{index}]", f"{key}[]", leaves)
+
+
+def content_problems(
+    payload: Mapping[str, Any],
+    rules: Mapping[str, TextRule],
+    leaves: list[tuple[str, str, str]] | None = None,
+) -> list[str]:
     """Content problems of the free-text fields of a dumped sample: ``rules`` maps each free-text
     field's rule key (see :func:`string_fields`) to its rule; other strings (enum values,
-    derived labels) are not checked. The same problems, in the same order, as
-    :func:`text_problems` on each field in turn; the searches that rarely find anything
-    (syllable loops, stock phrases) run once over all the fields, and field by field only
-    when that finds something."""
-    fields: list[tuple[str, str, TextRule]] = []
-    _content_walk(payload, "", "", rules, fields)
+    derived labels) are not checked. ``leaves`` is :func:`string_leaves` of the payload when
+    the caller has it. The same problems, in the same order, as :func:`text_problems` on each
+    field in turn; the searches that rarely find anything (syllable loops, stock phrases) run
+    once over all the fields, and field by field only when that finds something."""
+    if leaves is None:
+        leaves = string_leaves(payload)
+    fields = [
+        (path, text, rule) for path, key, text in leaves if (rule := rules.get(key)) is not None
+    ]
     if not fields:
         return []
     found: list[list[str]] = []
@@ -313,36 +347,6 @@ def _finds(pattern: re.Pattern[str], lower: re.Pattern[str], letters: str) -> bo
     if letters.isascii():
         return lower.search(letters.lower()) is not None
     return pattern.search(letters) is not None
-
-
-def _content_walk(
-    value: Any,
-    path: str,
-    key: str,
-    rules: Mapping[str, TextRule],
-    fields: list[tuple[str, str, TextRule]],
-) -> None:
-    """:func:`string_fields` and the rule lookup in one walk: the rule key is built alongside
-    the path (an index adds ``[]``) instead of rewriting each path. Appends (path, text,
-    rule) for every string that has a rule."""
-    if isinstance(value, str):
-        rule = rules.get(key)
-        if rule is not None:
-            fields.append((path, value, rule))
-    elif isinstance(value, Mapping):
-        for name, item in value.items():
-            name = str(name)
-            named = _INDEX.sub("[]", name) if "[" in name else name
-            _content_walk(
-                item,
-                f"{path}.{name}" if path else name,
-                f"{key}.{named}" if path else named,
-                rules,
-                fields,
-            )
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _content_walk(item, f"{path}[{index}]", f"{key}[]", rules, fields)
 
 
 def free_text_keys(schema: Mapping[str, Any]) -> list[str]:

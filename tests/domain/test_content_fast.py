@@ -14,7 +14,6 @@ from gen_service.domain import content as C
 from gen_service.domain.datatypes._base import (
     _PLACEHOLDER_PATTERNS,
     _PLACEHOLDER_STRINGS,
-    _collect_strings,
     placeholder_problems_of,
 )
 
@@ -234,9 +233,7 @@ def test_a_sample_s_content_problems_are_each_field_s_in_order(
 def reference_placeholder_problems(payload: object) -> list[str]:
     """The placeholder check as it was: every string searched on its own."""
     problems: list[str] = []
-    strings: list[tuple[str, str]] = []
-    _collect_strings(payload, "", strings)
-    for path, text in strings:
+    for path, _, text in C.string_fields(payload):
         stripped = text.strip()
         if not stripped:
             problems.append(f"empty_string: {path} is empty")
@@ -306,3 +303,20 @@ def test_the_placeholder_check_finds_what_the_per_string_one_found(
     something: the same problems, in order, as searching every string."""
     payload = {"scene": scene, "lines": lines, "inner": {"label": label, "n": 3}}
     assert placeholder_problems_of(payload) == reference_placeholder_problems(payload)
+
+
+KEYS = st.sampled_from(["a", "b", "x[1]", "[2]", "5]", "[", "a.b", "é"])
+JSON_VALUES = st.recursive(
+    st.one_of(st.text(max_size=3), st.integers(), st.none(), st.floats(allow_nan=False)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=3)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(JSON_VALUES)
+@example({"x[1]": [{"5]": "a"}, "b"], "[": {"[2]": ["c"]}})
+def test_the_one_walk_finds_every_string_with_its_path_and_key(value: object) -> None:
+    """string_leaves, which builds each rule key beside its path, says what string_fields
+    says (the key rewritten from the whole path)."""
+    assert C.string_leaves(value) == list(C.string_fields(value))

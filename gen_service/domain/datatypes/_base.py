@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gen_service.domain.content import TextRule
+from gen_service.domain.content import TextRule, string_leaves
 from gen_service.domain.facets import FacetFile, FacetLibrary
 
 # A check takes one validated sample and returns the problems it found (empty: passes).
@@ -297,35 +297,25 @@ _HAS_WORD = re.compile(r"\w")
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
 
-def _collect_strings(value: Any, path: str, out: list[tuple[str, str]]) -> None:
-    """Every string in a dumped sample with its path (``dialogue[2]``, ``evidence.openness``),
-    in order, appended to ``out`` (a plain recursion: nested generators cost more)."""
-    if isinstance(value, str):
-        out.append((path, value))
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            _collect_strings(item, f"{path}.{key}" if path else str(key), out)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _collect_strings(item, f"{path}[{index}]", out)
-
-
 def placeholder_problems(sample: BaseModel) -> list[str]:
     """Every string in ``sample`` that is empty, whitespace, punctuation only or a placeholder."""
     return placeholder_problems_of(sample.model_dump(mode="json"))
 
 
-def placeholder_problems_of(payload: Any) -> list[str]:
-    """:func:`placeholder_problems` of a sample's JSON dump (the check reuses the dump it has)."""
+def placeholder_problems_of(
+    payload: Any, leaves: list[tuple[str, str, str]] | None = None
+) -> list[str]:
+    """:func:`placeholder_problems` of a sample's JSON dump (the check reuses the dump it
+    has); ``leaves`` is :func:`~gen_service.domain.content.string_leaves` of it, when known."""
     problems: list[str] = []
-    strings: list[tuple[str, str]] = []
-    _collect_strings(payload, "", strings)
-    stripped_all = [text.strip() for _, text in strings]
+    if leaves is None:
+        leaves = string_leaves(payload)
+    stripped_all = [text.strip() for _, _, text in leaves]
     # One search over every string, each on its own line: a stand-in found in one string is
     # found there too (a line break is no word character, as a string's ends are none, for
     # the patterns' \b), so when it finds none no string is searched alone.
     may_hold = _ANY_PLACEHOLDER.search("\n".join(stripped_all)) is not None
-    for (path, _), stripped in zip(strings, stripped_all, strict=True):
+    for (path, _, _), stripped in zip(leaves, stripped_all, strict=True):
         if not stripped:
             problems.append(f"empty_string: {path} is empty")
             continue
