@@ -18,6 +18,7 @@ Import every name from here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,19 @@ __all__ = [
 ]
 
 
-def config_warnings(cfg: Config) -> list[str]:
+def config_warnings(cfg: Config, *, cores: int | None = None) -> list[str]:
     """What is legal but probably not what the operator means; printed by check-config and
-    logged at start-up."""
+    logged at start-up. ``cores``: the machine's (``os.cpu_count()`` when not given)."""
     warnings: list[str] = []
+    cores = os.cpu_count() if cores is None else cores
+    workers = cfg.service.check_workers
+    if cores is not None and workers >= cores:
+        warnings.append(
+            f"[service] check_workers = {workers} on a machine with {cores} CPU core"
+            f"{'s' if cores != 1 else ''}: the workers leave no core to the event loop, the "
+            f"database writer and a local model server, and wait on each other; at most "
+            f"{max(cores - 1, 0)} is useful here (0 checks on the event loop)"
+        )
     if any(p.kind == "validate" for p in cfg.schedule.phases):
         judge = cfg.models[cfg.validation.model].name
         same = sorted(d for d, dtc in cfg.datatypes.items() if cfg.models[dtc.model].name == judge)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gen_service.cli import main
-from gen_service.config import load_config
+from gen_service.config import config_warnings, load_config
 from gen_service.errors import EXIT_CONFIG, ConfigError
 
 from .conftest import REPO
@@ -206,3 +206,25 @@ def test_check_config_warns_when_a_configured_batch_cannot_fit(
         line for line in captured.err.splitlines() if "[datatypes.emotional_authenticity]" in line
     )
     assert "num_predict is 6,000" in emotional
+
+
+def test_check_config_warns_when_check_workers_leave_no_core(
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As many check workers as cores leave none to the event loop: check-config says so and
+    how many would help (a warning, exit 0); fewer workers than cores, no warning."""
+    path = write_config()
+    text = path.read_text().replace("[service]\n", "[service]\ncheck_workers = 4\n", 1)
+    path.write_text(text)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert main(["check-config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "ok"
+    warning = next(line for line in captured.err.splitlines() if "check_workers" in line)
+    assert "check_workers = 4 on a machine with 2 CPU cores" in warning
+    assert "at most 1 is useful here" in warning
+    cfg = load_config(path)
+    assert config_warnings(cfg, cores=8) == []
+    assert any("check_workers = 4" in w for w in config_warnings(cfg, cores=4))
