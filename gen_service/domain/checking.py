@@ -29,7 +29,6 @@ from gen_service.domain.datatypes._base import (
     DataTypeSpec,
     ItemContext,
     Pin,
-    placeholder_problems,
     placeholder_problems_of,
 )
 from gen_service.domain.schema import grammar_safe, item_schema
@@ -77,14 +76,11 @@ def check(
     caller has one already."""
     if payload is None:
         payload = sample.model_dump(mode="json")
-    # The placeholder and content checks read the sample's strings: walked once for both.
+    # Every type's samples: placeholders first, the type's own checks, then the content
+    # checks; the first and the last read the sample's strings, walked once for both.
     leaves = string_leaves(payload)
-    problems: list[str] = []
-    for c in spec.checks:
-        if c is placeholder_problems:
-            problems += placeholder_problems_of(payload, leaves)
-        else:
-            problems += c(sample)
+    problems = placeholder_problems_of(payload, leaves)
+    problems += [p for c in spec.checks for p in c(sample)]
     problems += content_problems(payload, rules if rules is not None else rules_for(spec), leaves)
     if brief is not None:
         problems += pin_problems(payload, brief.pins)

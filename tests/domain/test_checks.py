@@ -323,3 +323,24 @@ def test_brief_round_trips_through_json() -> None:
     for name in REGISTRY:
         brief = brief_for(name)
         assert ItemContext.from_json(json.loads(json.dumps(brief.to_json()))) == brief
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_type_s_samples_are_checked_for_placeholders_first(name: str) -> None:
+    """check() looks for placeholders in every type's samples (no type has to list it), and
+    reports them before the type's own and the content checks, as before."""
+    spec = REGISTRY[name]
+    data = example(name)
+    prose = next(key for key, rule in rules_for(spec).items() if rule.kind == "prose")
+    node: Any = data
+    *parents, leaf = prose.replace("[]", ".0").split(".")
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list):
+        node[int(leaf)] = "She said [insert the reason here] and left the room without a word."
+    else:
+        node[leaf] = "She said [insert the reason here] and left the room without a word."
+    problems = check(spec, spec.model.model_validate(data))
+    assert problems and problems[0].startswith("placeholder: ")
+    assert "an [insert ...] slot" in problems[0]
+    assert check(spec, spec.model.model_validate(example(name))) == []

@@ -185,7 +185,9 @@ class DataTypeSpec:
     title: str  # human name, e.g. "Emotional authenticity"
     description: str  # one paragraph: what a sample teaches the game's model
     model: type[SampleModel]  # one sample
-    checks: Sequence[Check]  # generation-time checks beyond the schema
+    # The type's own generation-time checks beyond the schema; every type's samples are also
+    # checked for placeholders and free-text content (checking.check).
+    checks: Sequence[Check]
     sample_contexts: Sampler  # one brief per item
     text_for_dedup: Callable[[Any], str]  # the prose a near-duplicate check compares
     # Content rules of free-text fields that differ from "prose, 3 words" (see domain/content).

@@ -23,7 +23,6 @@ from gen_service.domain.datatypes._base import (
     SampleModel,
     jaccard,
     join_prose,
-    placeholder_problems,
     same_text,
 )
 from gen_service.domain.datatypes._sampling import (
@@ -194,7 +193,7 @@ def check_no_leak(sample: DramaticIronySample) -> list[str]:
 # Random schema-valid data passes with probability about 0.75: the delta bounds make
 # P(growth < tone_deaf) = P(both in the shared [-0.5, 0.5]) / 2 = (2/3)^2 / 2 ≈ 0.22, and random
 # word strings rarely share 60% of their words. tests/domain/test_datatypes.py measures it.
-CHECKS = (placeholder_problems, check_options_differ, check_growth_not_worse, check_no_leak)
+CHECKS = (check_options_differ, check_growth_not_worse, check_no_leak)
 
 # --- context sampler ------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ from gen_service.domain.datatypes._base import (
     Pin,
     SampleModel,
     join_prose,
-    placeholder_problems,
     same_text,
 )
 from gen_service.domain.datatypes._sampling import (
@@ -138,7 +137,6 @@ def check_thought_differs(sample: EmotionalAuthenticitySample) -> list[str]:
 # P(fail) = P(full) * (P(cap<=3) + P(cap>3) * 10/11) + P(none) * 1/11 ≈ 0.26; random word
 # strings are neither placeholders nor identical. tests/domain/test_datatypes.py measures it.
 CHECKS = (
-    placeholder_problems,
     check_capacity_support,
     check_support_failure,
     check_thought_differs,

@@ -24,7 +24,6 @@ from gen_service.domain.datatypes._base import (
     Pin,
     SampleModel,
     join_prose,
-    placeholder_problems,
     text_key,
 )
 from gen_service.domain.datatypes._sampling import (
@@ -137,7 +136,7 @@ def check_evidence_differs(sample: PersonalityTraitsSample) -> list[str]:
 # (a check on a model-written field would fail 4 in 5 random samples). Random schema-valid data
 # passes the remaining checks with probability above 0.9: random lines and evidence rarely
 # coincide word for word. tests/domain/test_datatypes.py measures it.
-CHECKS = (placeholder_problems, check_dialogue_lines_differ, check_evidence_differs)
+CHECKS = (check_dialogue_lines_differ, check_evidence_differs)
 
 # How far a label may sit from the brief's target score: the scores must follow the brief, and
 # the judge checks, blind, that the dialogue supports them.

@@ -19,7 +19,6 @@ from gen_service.domain.datatypes._base import (
     Pin,
     SampleModel,
     join_prose,
-    placeholder_problems,
     same_text,
 )
 from gen_service.domain.datatypes._sampling import (
@@ -140,7 +139,6 @@ def check_factors_differ(sample: RelationshipScoringSample) -> list[str]:
 # P(no "strengthens") averages (1/6) * sum((2/3)^k, k=1..6) ≈ 0.30, so each of the two score
 # rules fails 0.3 * 0.30 ≈ 0.09 of samples. tests/domain/test_datatypes.py measures it.
 CHECKS = (
-    placeholder_problems,
     check_score_matches_factors,
     check_rationale_differs,
     check_factors_differ,

@@ -19,7 +19,6 @@ from gen_service.domain.datatypes._base import (
     SampleModel,
     jaccard,
     join_prose,
-    placeholder_problems,
     same_text,
 )
 from gen_service.domain.datatypes._sampling import (
@@ -124,7 +123,6 @@ def check_withheld_stays_hidden(sample: TensionBuildingSample) -> list[str]:
 # bites (P = 2/4 techniques * 1/4 timings = 0.125); random word strings are neither the same nor
 # 80% overlapping. tests/domain/test_datatypes.py measures it.
 CHECKS = (
-    placeholder_problems,
     check_revealed_vs_withheld,
     check_payoff_delivers,
     check_technique_timing,
